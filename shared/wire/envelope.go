@@ -1,0 +1,160 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// Schema is the envelope version this build writes and reads. A reader
+// accepts any message whose schema is Schema; fields it does not know are
+// ignored, so additions within a version stay compatible.
+const Schema = "k8smon/v1"
+
+// MaxMessageBytes bounds a message: NATS's default max_payload, 1 MiB.
+const MaxMessageBytes = 1 << 20
+
+// Message kinds.
+const (
+	KindNodeReport   = "NodeReport"
+	KindNodeEvent    = "NodeEvent"
+	KindClusterEvent = "ClusterEvent"
+)
+
+// Errors returned by Decode*, matched with errors.Is.
+var (
+	ErrTooLarge  = errors.New("wire: message too large")
+	ErrMalformed = errors.New("wire: malformed message")
+	ErrSchema    = errors.New("wire: unsupported schema")
+	ErrKind      = errors.New("wire: unexpected kind")
+	ErrMismatch  = errors.New("wire: subject and payload disagree")
+	ErrSubject   = errors.New("wire: bad subject")
+)
+
+// Envelope wraps every message.
+type Envelope struct {
+	Schema string    `json:"schema"`
+	Kind   string    `json:"kind"`
+	Sender string    `json:"sender"` // node name, or the aggregator's id
+	SentAt time.Time `json:"sentAt"`
+	// Payload is a NodeReport for KindNodeReport, an Event otherwise.
+	Payload json.RawMessage `json:"payload"`
+}
+
+// Encode wraps payload in an envelope of the given kind.
+func Encode(kind, sender string, sentAt time.Time, payload any) ([]byte, error) {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s payload: %w", kind, err)
+	}
+	b, err := json.Marshal(Envelope{Schema: Schema, Kind: kind, Sender: sender, SentAt: sentAt.UTC(), Payload: p})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s envelope: %w", kind, err)
+	}
+	if len(b) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, kind, len(b), MaxMessageBytes)
+	}
+	return b, nil
+}
+
+// EncodeReport wraps a node report.
+func EncodeReport(r *model.NodeReport) ([]byte, error) {
+	return Encode(KindNodeReport, r.NodeName, r.Timestamp, r)
+}
+
+// EncodeEvent wraps a node event (kind KindNodeEvent) or a cluster event.
+func EncodeEvent(kind, sender string, e *model.Event) ([]byte, error) {
+	return Encode(kind, sender, e.Timestamp, e)
+}
+
+// DecodeEnvelope checks size, JSON shape, schema and kind.
+func DecodeEnvelope(data []byte, wantKind string) (*Envelope, error) {
+	if len(data) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageBytes)
+	}
+	var env Envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+	}
+	if env.Schema != Schema {
+		return nil, fmt.Errorf("%w: %q, want %q", ErrSchema, env.Schema, Schema)
+	}
+	if env.Kind != wantKind {
+		return nil, fmt.Errorf("%w: %q, want %q", ErrKind, env.Kind, wantKind)
+	}
+	if len(bytes.TrimSpace(env.Payload)) == 0 || bytes.Equal(bytes.TrimSpace(env.Payload), []byte("null")) {
+		return nil, fmt.Errorf("%w: empty payload", ErrMalformed)
+	}
+	if env.SentAt.IsZero() {
+		return nil, fmt.Errorf("%w: missing sentAt", ErrMalformed)
+	}
+	return &env, nil
+}
+
+// DecodeReport decodes a node report received on subject under prefix and
+// checks that the subject's node, the envelope's sender and the report's
+// node name agree.
+func DecodeReport(prefix, subject string, data []byte) (*model.NodeReport, error) {
+	node, err := NodeFromSubject(prefix, subject)
+	if err != nil {
+		return nil, err
+	}
+	env, err := DecodeEnvelope(data, KindNodeReport)
+	if err != nil {
+		return nil, err
+	}
+	var r model.NodeReport
+	if err := json.Unmarshal(env.Payload, &r); err != nil {
+		return nil, fmt.Errorf("%w: node report: %v", ErrMalformed, err)
+	}
+	if r.NodeName == "" {
+		return nil, fmt.Errorf("%w: node report without nodeName", ErrMalformed)
+	}
+	if r.NodeName != node || env.Sender != node {
+		return nil, fmt.Errorf("%w: subject node %q, sender %q, report nodeName %q", ErrMismatch, node, env.Sender, r.NodeName)
+	}
+	if r.Timestamp.IsZero() {
+		return nil, fmt.Errorf("%w: node report without timestamp", ErrMalformed)
+	}
+	return &r, nil
+}
+
+// DecodeNodeEvent decodes a node event received on subject under prefix.
+func DecodeNodeEvent(prefix, subject string, data []byte) (*model.Event, error) {
+	node, err := NodeFromSubject(prefix, subject)
+	if err != nil {
+		return nil, err
+	}
+	e, err := decodeEvent(data, KindNodeEvent)
+	if err != nil {
+		return nil, err
+	}
+	if e.Node != node {
+		return nil, fmt.Errorf("%w: subject node %q, event node %q", ErrMismatch, node, e.Node)
+	}
+	return e, nil
+}
+
+// DecodeClusterEvent decodes a cluster event.
+func DecodeClusterEvent(data []byte) (*model.Event, error) {
+	return decodeEvent(data, KindClusterEvent)
+}
+
+func decodeEvent(data []byte, kind string) (*model.Event, error) {
+	env, err := DecodeEnvelope(data, kind)
+	if err != nil {
+		return nil, err
+	}
+	var e model.Event
+	if err := json.Unmarshal(env.Payload, &e); err != nil {
+		return nil, fmt.Errorf("%w: event: %v", ErrMalformed, err)
+	}
+	if e.Type == "" {
+		return nil, fmt.Errorf("%w: event without type", ErrMalformed)
+	}
+	return &e, nil
+}
