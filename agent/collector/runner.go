@@ -1,0 +1,179 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// Runner collects every source concurrently, each under its own deadline,
+// and applies their parts to one report in source order. A slow or failing
+// source marks only its own part unavailable; it never blocks the report.
+type Runner struct {
+	sources []Source
+	timeout time.Duration
+	logger  *slog.Logger
+
+	mu sync.Mutex
+	// running holds sources whose Collect outlived its deadline and has
+	// not returned yet (a hung statfs, a stuck socket): they are not started
+	// again until they do, so stuck goroutines cannot pile up.
+	running     map[string]time.Time
+	lastSuccess map[string]time.Time
+
+	duration *prometheus.HistogramVec
+	success  *prometheus.GaugeVec
+}
+
+// NewRunner returns a runner over sources with a per-source timeout. Its
+// metrics (collector duration and success) are registered on reg when it is
+// not nil.
+func NewRunner(sources []Source, timeout time.Duration, logger *slog.Logger, reg prometheus.Registerer) *Runner {
+	r := &Runner{
+		sources:     sources,
+		timeout:     timeout,
+		logger:      logger,
+		running:     map[string]time.Time{},
+		lastSuccess: map[string]time.Time{},
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "k8smon_agent", Name: "collector_duration_seconds",
+			Help:    "Time one source took to collect, by source.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"source"}),
+		success: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "k8smon_agent", Name: "collector_success",
+			Help: "1 when the source's last collection succeeded, 0 when it failed or is unavailable.",
+		}, []string{"source"}),
+	}
+	if reg != nil {
+		reg.MustRegister(r.duration, r.success)
+	}
+	return r
+}
+
+type outcome struct {
+	apply Apply
+	err   error
+	took  time.Duration
+}
+
+// Collect runs every source and fills report: each source's part and its
+// status in report.Sources, in source order.
+func (r *Runner) Collect(ctx context.Context, report *model.NodeReport) {
+	results := make([]chan outcome, len(r.sources))
+	skipped := make([]string, len(r.sources))
+	var wg sync.WaitGroup
+	for i, s := range r.sources {
+		if since, busy := r.markRunning(s.Name()); busy {
+			skipped[i] = fmt.Sprintf("previous collection still running since %s", since.UTC().Format(time.RFC3339))
+			continue
+		}
+		results[i] = make(chan outcome, 1)
+		wg.Add(1)
+		go func(s Source, out chan<- outcome) {
+			defer wg.Done()
+			r.runOne(ctx, s, out)
+		}(s, results[i])
+	}
+	wg.Wait()
+
+	report.Sources = report.Sources[:0]
+	for i, s := range r.sources {
+		name := s.Name()
+		st := model.SourceStatus{Name: name}
+		if results[i] == nil {
+			st.Status, st.Reason = model.SourceFailed, skipped[i]
+			r.finish(&st, time.Time{})
+			report.Sources = append(report.Sources, st)
+			continue
+		}
+		o := <-results[i]
+		st.DurationMs = float64(o.took.Microseconds()) / 1000
+		if o.apply != nil {
+			o.apply(report)
+		}
+		switch {
+		case o.err == nil:
+			st.Status = model.SourceOK
+		case errors.Is(o.err, ErrUnavailable):
+			st.Status, st.Reason = model.SourceUnavailable, o.err.Error()
+			r.logger.Debug("source unavailable", "source", name, "reason", o.err)
+		default:
+			st.Status, st.Reason = model.SourceFailed, o.err.Error()
+			r.logger.Warn("source failed", "source", name, "error", o.err)
+		}
+		r.duration.WithLabelValues(name).Observe(o.took.Seconds())
+		r.finish(&st, report.Timestamp)
+		report.Sources = append(report.Sources, st)
+	}
+}
+
+// runOne collects s under its deadline. When s ignores the deadline, the
+// outcome says so at once and s stays marked running until it returns.
+func (r *Runner) runOne(ctx context.Context, s Source, out chan<- outcome) {
+	sctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	start := time.Now()
+	done := make(chan outcome, 1)
+	go func() {
+		defer r.clearRunning(s.Name())
+		apply, err := safeCollect(sctx, s)
+		done <- outcome{apply: apply, err: err, took: time.Since(start)}
+	}()
+	select {
+	case o := <-done:
+		out <- o
+	case <-sctx.Done():
+		out <- outcome{err: fmt.Errorf("%s did not answer within %s: %w", s.Name(), r.timeout, sctx.Err()), took: time.Since(start)}
+	}
+}
+
+// safeCollect turns a panicking source into a failed one: one source's bug
+// must not take the agent down.
+func safeCollect(ctx context.Context, s Source) (apply Apply, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			apply, err = nil, fmt.Errorf("%s panicked: %v", s.Name(), p)
+		}
+	}()
+	return s.Collect(ctx)
+}
+
+func (r *Runner) markRunning(name string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if since, ok := r.running[name]; ok {
+		return since, true
+	}
+	r.running[name] = time.Now()
+	return time.Time{}, false
+}
+
+func (r *Runner) clearRunning(name string) {
+	r.mu.Lock()
+	delete(r.running, name)
+	r.mu.Unlock()
+}
+
+// finish records the last success and the success gauge.
+func (r *Runner) finish(st *model.SourceStatus, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st.Status == model.SourceOK {
+		r.lastSuccess[st.Name] = now
+		r.success.WithLabelValues(st.Name).Set(1)
+	} else {
+		r.success.WithLabelValues(st.Name).Set(0)
+	}
+	st.LastSuccess = r.lastSuccess[st.Name]
+}
+
+// Sources returns the runner's sources in order.
+func (r *Runner) Sources() []Source { return r.sources }
