@@ -1,0 +1,503 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// diskStatfsWorkers bounds the statfs calls in flight at once, hung ones
+// included, so a node with many dead NFS mounts cannot pile up threads.
+const diskStatfsWorkers = 4
+
+// diskDefaultDeadline bounds a Collect whose context has no deadline: a
+// hung mount must never block a caller that forgot one.
+const diskDefaultDeadline = config.DefaultSourceTimeout
+
+// diskDeadlineMargin is how long before the context's deadline Collect
+// stops waiting for statfs, so the runner receives the mounts that did
+// answer instead of a timed-out source. It is at most a tenth of the time
+// left.
+const diskDeadlineMargin = 100 * time.Millisecond
+
+// pseudoFSTypes are filesystem types that hold no node storage: kernel
+// interfaces, memory-backed and container-layer filesystems. Discovery
+// leaves them out; a configured mount list is taken as given.
+var pseudoFSTypes = map[string]bool{
+	"autofs": true, "binfmt_misc": true, "bpf": true, "cgroup": true,
+	"cgroup2": true, "configfs": true, "debugfs": true, "devpts": true,
+	"devtmpfs": true, "efivarfs": true, "fuse.lxcfs": true, "fusectl": true,
+	"hugetlbfs": true, "mqueue": true, "nsfs": true, "overlay": true,
+	"proc": true, "pstore": true, "ramfs": true, "rpc_pipefs": true,
+	"securityfs": true, "selinuxfs": true, "shm": true, "squashfs": true,
+	"sysfs": true, "tmpfs": true, "tracefs": true, "aufs": true,
+	"fuse.gvfsd-fuse": true, "fuse.portal": true, "nfsd": true,
+	"devfs": true, "rootfs": true, "zfs_snapshot": true,
+}
+
+// ignoredMountPrefixes are mount points that discovery leaves out whatever
+// their type: kernel trees, and container runtimes' per-container layers
+// (devicemapper, btrfs and zfs drivers mount real filesystems there).
+var ignoredMountPrefixes = []string{
+	"/proc/", "/sys/", "/dev/", "/run/credentials/",
+	"/var/lib/docker/", "/var/lib/containers/storage/",
+}
+
+// kubeletVolumeDirs mark pod volume and CSI staging mounts under any kubelet
+// root dir (/var/lib/kubelet, k0s's, microk8s's). The kubelet source
+// reports those per pod and per PVC; listing them here would add one disk
+// per attached volume and a statfs on every network volume of every pod.
+var kubeletVolumeDirs = []string{"/kubelet/pods/", "/kubelet/plugins/"}
+
+// DiskSource reports the node's filesystems: every real filesystem of the
+// host's mount table, or exactly a configured list of mount points, and the
+// node's disk fields from the filesystem holding the root dir.
+//
+// statfs on a hung network mount blocks in the kernel and cannot be
+// cancelled, so each call runs in its own goroutine, bounded by a pool of
+// diskStatfsWorkers, and Collect waits for it only until its deadline. A
+// call still stuck from an earlier cycle is not issued again: its mount is
+// reported unavailable at once until the call returns.
+type DiskSource struct {
+	paths   HostPaths
+	mounts  []string // configured mount points; nil means discover
+	rootDir string
+	logger  *slog.Logger
+
+	// statfs is syscall.Statfs; tests replace it to block on a channel.
+	statfs func(path string, st *syscall.Statfs_t) error
+	now    func() time.Time
+	sem    chan struct{}
+
+	// readMu guards the mount table buffers.
+	readMu  sync.Mutex
+	buf     []byte
+	scratch []byte
+
+	// mu guards inflight and the abandoned flags of its calls.
+	mu       sync.Mutex
+	inflight map[string]*statfsCall // by statfs path
+}
+
+var _ Source = (*DiskSource)(nil)
+
+// statfsCall is one statfs that may outlive the Collect that issued it.
+type statfsCall struct {
+	path  string
+	since time.Time
+	done  chan struct{} // closed once st and err are set
+	st    syscall.Statfs_t
+	err   error
+	// abandoned is set when a Collect stopped waiting for the call.
+	abandoned bool
+}
+
+// mountEntry is one filesystem as the mount table names it.
+type mountEntry struct {
+	dev        string // major:minor, what bind mounts share
+	root       string // the mounted subtree of the filesystem, "/" unless a bind mount
+	mountPoint string
+	fsType     string
+	device     string
+}
+
+// NewDiskSource returns the disk source of the host at paths. mounts lists
+// the mount points to report (host paths); empty means every real
+// filesystem. rootDir is the directory whose filesystem fills the node's
+// disk fields; "" means "/". logger may be nil.
+func NewDiskSource(paths HostPaths, mounts []string, rootDir string, logger *slog.Logger) *DiskSource {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &DiskSource{
+		paths:    paths,
+		rootDir:  cleanHostPath(rootDir),
+		logger:   logger.With("source", "disk"),
+		statfs:   syscall.Statfs,
+		now:      time.Now,
+		sem:      make(chan struct{}, diskStatfsWorkers),
+		inflight: make(map[string]*statfsCall),
+	}
+	for _, m := range mounts {
+		s.mounts = append(s.mounts, cleanHostPath(m))
+	}
+	return s
+}
+
+// cleanHostPath makes p an absolute, clean host path; "" is "/".
+func cleanHostPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return filepath.Clean("/" + p)
+}
+
+// Name implements Source.
+func (s *DiskSource) Name() string { return "disk" }
+
+// Collect implements Source.
+func (s *DiskSource) Collect(ctx context.Context) (Apply, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("collect disks: %w", err)
+	}
+	reported, root, err := s.readMounts()
+	if err != nil {
+		return nil, err
+	}
+
+	// One statfs per distinct path: the root dir's filesystem is usually
+	// one of the reported ones.
+	paths := make([]string, 0, len(reported)+1)
+	at := make([]int, len(reported)+1) // reported[i]'s index in paths; root last
+	for i, m := range reported {
+		at[i], paths = addPath(paths, s.paths.Path(m.mountPoint))
+	}
+	at[len(reported)], paths = addPath(paths, s.paths.Path(root.mountPoint))
+	results := s.statAll(ctx, paths)
+
+	disks := make([]model.DiskMetrics, len(reported))
+	for i, m := range reported {
+		disks[i] = diskMetrics(m, results[at[i]])
+	}
+	rootDisk := diskMetrics(root, results[at[len(reported)]])
+
+	apply := func(r *model.NodeReport) {
+		r.Node.Disks = disks
+		if rootDisk.Available {
+			r.Node.DiskCapacity = rootDisk.Capacity
+			r.Node.DiskUsage = rootDisk.Used
+			r.Node.DiskUsageRate = rootDisk.UsageRate
+		}
+	}
+	if !rootDisk.Available {
+		return apply, fmt.Errorf("stat root dir %s on mount %s: %s", s.rootDir, root.mountPoint, rootDisk.Unavailable)
+	}
+	return apply, nil
+}
+
+// diskMetrics turns a statfs answer into the model. Like df, the usage rate
+// is used over used plus the space available to unprivileged users, so the
+// blocks reserved for root count as unusable rather than free.
+func diskMetrics(m mountEntry, res statfsResult) model.DiskMetrics {
+	d := model.DiskMetrics{Device: m.device, MountPoint: m.mountPoint, FSType: m.fsType}
+	if res.err != nil {
+		d.Unavailable = res.err.Error()
+		return d
+	}
+	st := &res.st
+	// Frsize is the unit of the block counts; Bsize is only the preferred
+	// I/O size, which differs on some filesystems.
+	bsize := uint64(st.Frsize)
+	if bsize == 0 {
+		bsize = uint64(st.Bsize)
+	}
+	used := (st.Blocks - min(st.Bfree, st.Blocks)) * bsize
+	d.Capacity = int64(st.Blocks * bsize)
+	d.Used = int64(used)
+	d.Free = int64(st.Bavail * bsize)
+	d.UsageRate = percentOf(float64(d.Used), float64(d.Used+d.Free))
+	d.Inodes = st.Files
+	d.InodesUsed = st.Files - min(st.Ffree, st.Files)
+	d.InodesRate = percentOf(float64(d.InodesUsed), float64(d.Inodes))
+	d.Available = true
+	return d
+}
+
+type statfsResult struct {
+	st  syscall.Statfs_t
+	err error
+}
+
+// statAll runs statfs on every path through the worker pool and waits for
+// the answers until shortly before ctx's deadline.
+func (s *DiskSource) statAll(ctx context.Context, paths []string) []statfsResult {
+	wctx, cancel := statfsDeadline(ctx)
+	defer cancel()
+
+	results := make([]statfsResult, len(paths))
+	calls := make([]*statfsCall, len(paths))
+	for i, p := range paths {
+		s.mu.Lock()
+		c := s.inflight[p]
+		s.mu.Unlock()
+		if c != nil && !isClosed(c.done) {
+			results[i].err = fmt.Errorf("statfs still blocked since %s", c.since.UTC().Format(time.RFC3339))
+			continue
+		}
+		select {
+		case s.sem <- struct{}{}:
+		case <-wctx.Done():
+			results[i].err = fmt.Errorf("statfs not started: all %d workers still blocked at the deadline", cap(s.sem))
+			continue
+		}
+		c = &statfsCall{path: p, since: s.now(), done: make(chan struct{})}
+		s.mu.Lock()
+		s.inflight[p] = c
+		s.mu.Unlock()
+		go s.runStatfs(c)
+		calls[i] = c
+	}
+
+	for i, c := range calls {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.done:
+		case <-wctx.Done():
+		}
+		if isClosed(c.done) {
+			results[i] = statfsResult{st: c.st, err: c.err}
+			continue
+		}
+		s.mu.Lock()
+		c.abandoned = true
+		s.mu.Unlock()
+		s.logger.Warn("statfs blocked, reporting mount unavailable until it answers", "path", c.path)
+		results[i].err = fmt.Errorf("statfs blocked since %s: no answer before the deadline", c.since.UTC().Format(time.RFC3339))
+	}
+	return results
+}
+
+// runStatfs is the body of one pool worker.
+func (s *DiskSource) runStatfs(c *statfsCall) {
+	err := s.statfs(c.path, &c.st)
+	if err != nil {
+		c.err = fmt.Errorf("statfs: %w", err)
+	}
+	<-s.sem
+	close(c.done)
+
+	s.mu.Lock()
+	if s.inflight[c.path] == c {
+		delete(s.inflight, c.path)
+	}
+	abandoned := c.abandoned
+	s.mu.Unlock()
+	if abandoned {
+		s.logger.Info("blocked statfs answered", "path", c.path, "blocked", s.now().Sub(c.since).String())
+	}
+}
+
+// statfsDeadline is when Collect stops waiting for statfs: a little before
+// ctx's deadline, or diskDefaultDeadline from now when ctx has none.
+func statfsDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(ctx, diskDefaultDeadline)
+	}
+	margin := max(min(time.Until(d)/10, diskDeadlineMargin), 0)
+	return context.WithDeadline(ctx, d.Add(-margin))
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// addPath returns p's index in list, appending it when absent.
+func addPath(list []string, p string) (int, []string) {
+	for i, v := range list {
+		if v == p {
+			return i, list
+		}
+	}
+	return len(list), append(list, p)
+}
+
+// readMounts reads the host's mount table and returns the filesystems to
+// report and the one holding the root dir. PID 1's table is the host's
+// mount namespace; the agent's own is the fallback (it equals the host's
+// when the agent runs on the host, where PID 1's may be hidden by hidepid).
+func (s *DiskSource) readMounts() (reported []mountEntry, root mountEntry, err error) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+
+	for _, name := range []string{"1", "self"} {
+		if s.buf, err = readProcFile(filepath.Join(s.paths.Proc, name, "mountinfo"), s.buf); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		if s.mounts == nil {
+			return nil, mountEntry{}, fmt.Errorf("read mount table: %w", err)
+		}
+		// A configured list can still be reported, without device names.
+		s.buf = s.buf[:0]
+	}
+
+	// The best (longest) mount point holding each target: the root dir
+	// and, when configured, each listed mount.
+	targets := append(make([]string, 0, len(s.mounts)+1), s.rootDir)
+	targets = append(targets, s.mounts...)
+	best := make([]mountEntry, len(targets))
+
+	for rest := s.buf; len(rest) > 0; {
+		var line []byte
+		line, rest = nextProcLine(rest)
+		f, ok := parseMountinfoLine(line)
+		if !ok {
+			continue
+		}
+		s.scratch = unescapeMountPath(s.scratch[:0], f.mountPoint)
+		mp := s.scratch
+		for i, t := range targets {
+			// >= so that a later mount over the same point, which hides
+			// the earlier one, wins.
+			if mountHolds(mp, t) && len(mp) >= len(best[i].mountPoint) {
+				best[i] = f.entry(mp)
+			}
+		}
+		if s.mounts != nil {
+			continue
+		}
+		// A mount over a reported mount point hides it.
+		for i := range reported {
+			if reported[i].mountPoint == string(mp) {
+				reported = append(reported[:i], reported[i+1:]...)
+				break
+			}
+		}
+		if discoverable(f.fsType, mp) {
+			reported = append(reported, f.entry(mp))
+		}
+	}
+
+	for i := range best {
+		if best[i].mountPoint == "" {
+			// No table (or no "/" in it): stat the directory itself.
+			best[i].mountPoint = targets[i]
+		}
+	}
+	root = best[0]
+	if s.mounts != nil {
+		reported = make([]mountEntry, len(s.mounts))
+		for i, m := range s.mounts {
+			reported[i] = best[i+1]
+			reported[i].mountPoint = m
+		}
+		return reported, root, nil
+	}
+	return dedupeBindMounts(reported), root, nil
+}
+
+// discoverable reports whether a mount is node storage worth listing.
+func discoverable(fsType, mountPoint []byte) bool {
+	if pseudoFSTypes[string(fsType)] {
+		return false
+	}
+	for _, p := range ignoredMountPrefixes {
+		if len(mountPoint) >= len(p) && string(mountPoint[:len(p)]) == p {
+			return false
+		}
+	}
+	for _, d := range kubeletVolumeDirs {
+		if strings.Contains(string(mountPoint), d) {
+			return false
+		}
+	}
+	return true
+}
+
+// dedupeBindMounts keeps one entry per device: bind mounts show the same
+// filesystem again (kubelet and container runtimes bind-mount a lot). The
+// entry mounting the filesystem's own root is kept, else the first.
+func dedupeBindMounts(in []mountEntry) []mountEntry {
+	out := in[:0]
+next:
+	for _, m := range in {
+		for j := range out {
+			if out[j].dev == m.dev {
+				if out[j].root != "/" && m.root == "/" {
+					out[j] = m
+				}
+				continue next
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// mountHolds reports whether the directory dir lies on or under mount
+// point mp.
+func mountHolds(mp []byte, dir string) bool {
+	if len(mp) == 1 && mp[0] == '/' {
+		return true
+	}
+	if len(dir) < len(mp) || dir[:len(mp)] != string(mp) {
+		return false
+	}
+	return len(dir) == len(mp) || dir[len(mp)] == '/'
+}
+
+// mountinfoLine holds the fields of a /proc/PID/mountinfo line that the
+// disk source needs, still escaped and pointing into the read buffer:
+//
+//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+type mountinfoLine struct {
+	dev, root, mountPoint, fsType, source []byte
+}
+
+func parseMountinfoLine(line []byte) (mountinfoLine, bool) {
+	var m mountinfoLine
+	_, rest := nextProcField(line) // mount ID
+	_, rest = nextProcField(rest)  // parent ID
+	m.dev, rest = nextProcField(rest)
+	m.root, rest = nextProcField(rest)
+	m.mountPoint, rest = nextProcField(rest)
+	_, rest = nextProcField(rest) // mount options
+	for {
+		// Optional fields (shared:N, master:N) end at a lone "-".
+		var f []byte
+		f, rest = nextProcField(rest)
+		if len(f) == 0 {
+			return m, false
+		}
+		if len(f) == 1 && f[0] == '-' {
+			break
+		}
+	}
+	m.fsType, rest = nextProcField(rest)
+	m.source, _ = nextProcField(rest)
+	return m, len(m.mountPoint) > 0 && m.mountPoint[0] == '/' && len(m.fsType) > 0
+}
+
+// entry copies the line into strings, mp being the unescaped mount point.
+func (m mountinfoLine) entry(mp []byte) mountEntry {
+	return mountEntry{
+		dev:        string(m.dev),
+		root:       string(unescapeMountPath(nil, m.root)),
+		mountPoint: string(mp),
+		fsType:     string(m.fsType),
+		device:     string(unescapeMountPath(nil, m.source)),
+	}
+}
+
+// unescapeMountPath appends p to dst with the kernel's octal escapes of
+// space, tab, newline and backslash (\040, \011, \012, \134) decoded.
+func unescapeMountPath(dst, p []byte) []byte {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '\\' && i+3 < len(p) && isOctal(p[i+1]) && isOctal(p[i+2]) && isOctal(p[i+3]) {
+			c = (p[i+1]-'0')<<6 | (p[i+2]-'0')<<3 | (p[i+3] - '0')
+			i += 3
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
