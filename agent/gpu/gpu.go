@@ -139,6 +139,9 @@ func (s *Source) Collect(ctx context.Context) (collector.Apply, error) {
 	}
 
 	gpus := make([]model.GPUMetrics, len(s.devices))
+	// One backing array for every GPU's two ECC counters instead of two
+	// allocations per GPU.
+	ecc := make([]uint64, 2*len(s.devices))
 	var errs []error
 	for i, d := range s.devices {
 		// NVML calls cannot be interrupted, but a passed deadline can stop
@@ -150,7 +153,7 @@ func (s *Source) Collect(ctx context.Context) (collector.Apply, error) {
 			}
 			break
 		}
-		g, err := s.readDevice(d)
+		g, err := s.readDevice(d, ecc[2*i:2*i+2:2*i+2])
 		gpus[i] = g
 		if err != nil {
 			errs = append(errs, err)
@@ -207,7 +210,7 @@ func (s *Source) ensureInit() error {
 		if s.initErr == nil || s.initErr.Error() != err.Error() {
 			level := slog.LevelWarn
 			if errors.Is(err, collector.ErrUnavailable) {
-				level = slog.LevelInfo
+				level = slog.LevelDebug
 			}
 			s.logger.Log(context.Background(), level, "nvidia gpus not readable", "err", err, "retryIn", s.opts.InitRetryInterval)
 		}
@@ -351,7 +354,9 @@ func (r *readings) ok(what string, ret nvml.Return) bool {
 // readDevice reads one GPU. The error is non-nil only when the GPU as a
 // whole could not be read (no handle, fallen off the bus, every call
 // failing); a single failing reading is logged and leaves its field empty.
-func (s *Source) readDevice(d *device) (model.GPUMetrics, error) {
+// eccSlots holds the corrected and uncorrected counts that g's ECC pointers
+// point to.
+func (s *Source) readDevice(d *device, eccSlots []uint64) (model.GPUMetrics, error) {
 	if d.handle == nil {
 		h, ret := s.lib.DeviceGetHandleByIndex(d.index)
 		if ret != nvml.SUCCESS {
@@ -378,8 +383,8 @@ func (s *Source) readDevice(d *device) (model.GPUMetrics, error) {
 	if mw, ret := h.GetEnforcedPowerLimit(); r.ok("read enforced power limit", ret) {
 		g.PowerLimitWatts = float64(mw) / 1000
 	}
-	g.ECCCorrected = readECC(h, nvml.MEMORY_ERROR_TYPE_CORRECTED, "read volatile corrected ecc errors", &r)
-	g.ECCUncorrected = readECC(h, nvml.MEMORY_ERROR_TYPE_UNCORRECTED, "read volatile uncorrected ecc errors", &r)
+	g.ECCCorrected = readECC(h, nvml.MEMORY_ERROR_TYPE_CORRECTED, "read volatile corrected ecc errors", &r, &eccSlots[0])
+	g.ECCUncorrected = readECC(h, nvml.MEMORY_ERROR_TYPE_UNCORRECTED, "read volatile uncorrected ecc errors", &r, &eccSlots[1])
 	if s.hasMIG {
 		g.MIGDevices = readMIG(h, &r)
 	}
@@ -435,14 +440,15 @@ func (s *Source) readMemory(d *device, g *model.GPUMetrics, r *readings) {
 	}
 }
 
-// readECC reads one volatile ECC total; nil when ECC is off, not supported
-// or failed.
-func readECC(h nvmlDevice, typ nvml.MemoryErrorType, what string, r *readings) *uint64 {
+// readECC reads one volatile ECC total into slot; nil when ECC is off, not
+// supported or failed.
+func readECC(h nvmlDevice, typ nvml.MemoryErrorType, what string, r *readings, slot *uint64) *uint64 {
 	v, ret := h.GetTotalEccErrors(typ, nvml.VOLATILE_ECC)
 	if !r.ok(what, ret) {
 		return nil
 	}
-	return &v
+	*slot = v
+	return slot
 }
 
 // readMIG lists the UUIDs of the MIG devices carved from the GPU, so that
