@@ -26,10 +26,14 @@ import (
 // from exhausting the agent's memory.
 const DefaultMaxBodyBytes int64 = 32 << 20
 
-// snippetBytes is how much of a non-200 answer goes into the error: enough
-// for the kubelet's "Forbidden (user=..., verb=get, resource=nodes,
-// subresource=stats)" line, short enough for a status reason.
-const snippetBytes = 512
+// snippetBytes is how much of a non-200 answer is read, and snippetChars how
+// much of it goes into the error: enough for the kubelet's "Forbidden
+// (user=..., verb=get, resource=nodes, subresource=stats)" line, short
+// enough for a status reason in a report.
+const (
+	snippetBytes = 1024
+	snippetChars = 300
+)
 
 // Transport fetches the raw /stats/summary body of the node's kubelet. It is
 // an interface so that tests and other deployments (a kubelet reached
@@ -189,9 +193,9 @@ func (c *HTTPClient) authHint(code int, tokenMissing bool) string {
 	var hint string
 	switch code {
 	case http.StatusUnauthorized:
-		hint = "the kubelet rejected the bearer token; the agent's ServiceAccount needs get on nodes/stats, and the kubelet must authenticate ServiceAccount tokens (authentication.webhook.enabled)"
+		hint = "the kubelet rejected the bearer token: check the token file, that the kubelet authenticates ServiceAccount tokens (authentication.webhook.enabled), and that the agent's ServiceAccount may get nodes/stats"
 	case http.StatusForbidden:
-		hint = "the agent's ServiceAccount needs get on nodes/stats (a ClusterRole bound to it)"
+		hint = "the agent's ServiceAccount needs get on nodes/stats: bind it to a ClusterRole that grants it"
 	default:
 		return ""
 	}
@@ -228,7 +232,11 @@ func oneLine(b []byte) string {
 		}
 		return r
 	}, s)
-	return strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > snippetChars {
+		s = string(r[:snippetChars]) + "..."
+	}
+	return s
 }
 
 // tokenFile caches a bearer token file and re-reads it when its
