@@ -9,8 +9,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// /proc/stat counts in clock ticks, 10 ms of one CPU at USER_HZ=100: a
+// reading taken right after the prime one may show no time at all. The
+// first Collect then polls for a tick, a few times, for up to cpuTickWait.
+const (
+	cpuTickWait = 50 * time.Millisecond
+	cpuTickPoll = 5 * time.Millisecond
 )
 
 // CPUSource reports the node's CPU capacity, its usage computed from the
@@ -73,6 +82,11 @@ func (s *CPUSource) Collect(ctx context.Context) (Apply, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.prev.valid && !s.last.valid && cur.total == s.prev.total {
+		if cur, err = s.waitForTick(ctx, cur); err != nil {
+			return nil, err
+		}
+	}
 	capacity := int64(cur.cpus) * 1000
 	usage, usageErr := s.advance(cur, capacity)
 	load, loadErr := s.readLoad()
@@ -88,6 +102,31 @@ func (s *CPUSource) Collect(ctx context.Context) (Apply, error) {
 		}
 	}
 	return apply, errors.Join(usageErr, loadErr)
+}
+
+// waitForTick polls /proc/stat until its counters move past prev, for at
+// most cpuTickWait. It serves the first Collect only (no usage value yet),
+// which in --once mode follows NewCPUSource within microseconds.
+func (s *CPUSource) waitForTick(ctx context.Context, cur cpuTimes) (cpuTimes, error) {
+	limit := time.NewTimer(cpuTickWait)
+	defer limit.Stop()
+	poll := time.NewTicker(cpuTickPoll)
+	defer poll.Stop()
+	for cur.total == s.prev.total {
+		select {
+		case <-ctx.Done():
+			return cur, nil
+		case <-limit.C:
+			return cur, nil
+		case <-poll.C:
+		}
+		next, err := s.readStat()
+		if err != nil {
+			return cur, err
+		}
+		cur = next
+	}
+	return cur, nil
 }
 
 // advance computes usage between prev and cur and makes cur the new prev.

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -167,7 +168,8 @@ func (s *DiskSource) Collect(ctx context.Context) (Apply, error) {
 	for i, m := range reported {
 		disks[i] = diskMetrics(m, results[at[i]])
 	}
-	rootDisk := diskMetrics(root, results[at[len(reported)]])
+	rootRes := results[at[len(reported)]]
+	rootDisk := diskMetrics(root, rootRes)
 
 	apply := func(r *model.NodeReport) {
 		r.Node.Disks = disks
@@ -177,8 +179,8 @@ func (s *DiskSource) Collect(ctx context.Context) (Apply, error) {
 			r.Node.DiskUsageRate = rootDisk.UsageRate
 		}
 	}
-	if !rootDisk.Available {
-		return apply, fmt.Errorf("stat root dir %s on mount %s: %s", s.rootDir, root.mountPoint, rootDisk.Unavailable)
+	if rootRes.err != nil {
+		return apply, fmt.Errorf("stat root dir %s on mount %s: %w", s.rootDir, root.mountPoint, rootRes.err)
 	}
 	return apply, nil
 }
@@ -211,6 +213,10 @@ func diskMetrics(m mountEntry, res statfsResult) model.DiskMetrics {
 	return d
 }
 
+// errNotStarted reports a mount whose statfs never got a worker: the pool
+// was busy, usually with hung mounts, until the deadline.
+var errNotStarted = fmt.Errorf("statfs not started: all %d workers busy until the deadline", diskStatfsWorkers)
+
 type statfsResult struct {
 	st  syscall.Statfs_t
 	err error
@@ -232,10 +238,16 @@ func (s *DiskSource) statAll(ctx context.Context, paths []string) []statfsResult
 			results[i].err = fmt.Errorf("statfs still blocked since %s", c.since.UTC().Format(time.RFC3339))
 			continue
 		}
+		// Checked before the select, which picks at random among ready
+		// cases: once the deadline passed, no new call starts.
+		if wctx.Err() != nil {
+			results[i].err = errNotStarted
+			continue
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-wctx.Done():
-			results[i].err = fmt.Errorf("statfs not started: all %d workers still blocked at the deadline", cap(s.sem))
+			results[i].err = errNotStarted
 			continue
 		}
 		c = &statfsCall{path: p, since: s.now(), done: make(chan struct{})}
@@ -479,11 +491,20 @@ func parseMountinfoLine(line []byte) (mountinfoLine, bool) {
 func (m mountinfoLine) entry(mp []byte) mountEntry {
 	return mountEntry{
 		dev:        string(m.dev),
-		root:       string(unescapeMountPath(nil, m.root)),
+		root:       unescapeMountString(m.root),
 		mountPoint: string(mp),
 		fsType:     string(m.fsType),
-		device:     string(unescapeMountPath(nil, m.source)),
+		device:     unescapeMountString(m.source),
 	}
+}
+
+// unescapeMountString is unescapeMountPath as a string, copying only once
+// in the usual case of nothing escaped.
+func unescapeMountString(p []byte) string {
+	if bytes.IndexByte(p, '\\') < 0 {
+		return string(p)
+	}
+	return string(unescapeMountPath(nil, p))
 }
 
 // unescapeMountPath appends p to dst with the kernel's octal escapes of

@@ -259,6 +259,7 @@ func TestDiskSourceRootUnavailable(t *testing.T) {
 	var r model.NodeReport
 	err := collectInto(t, context.Background(), s, &r)
 	require.ErrorContains(t, err, "stat root dir / on mount /: statfs: input/output error")
+	assert.ErrorIs(t, err, syscall.EIO)
 	require.Len(t, r.Node.Disks, 6, "the other filesystems are still reported")
 	assert.False(t, r.Node.Disks[0].Available)
 	assert.True(t, r.Node.Disks[1].Available)
@@ -374,7 +375,7 @@ func TestDiskSourceWorkerPoolBound(t *testing.T) {
 		if i < diskStatfsWorkers {
 			assert.Contains(t, d.Unavailable, "no answer before the deadline", d.MountPoint)
 		} else {
-			assert.Equal(t, "statfs not started: all 4 workers still blocked at the deadline", d.Unavailable, d.MountPoint)
+			assert.Equal(t, "statfs not started: all 4 workers busy until the deadline", d.Unavailable, d.MountPoint)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
@@ -68,7 +69,7 @@ func readProcFile(path string, buf []byte) ([]byte, error) {
 	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			buf = slices.Grow(buf, max(cap(buf), 4096))
 		}
 		n, err := f.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
