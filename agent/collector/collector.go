@@ -6,6 +6,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
@@ -28,4 +29,16 @@ type Source interface {
 	// Collect reads the source under ctx. It returns what to apply to the
 	// report; on error, Apply may still carry partial data (nil if none).
 	Collect(ctx context.Context) (Apply, error)
+}
+
+// Disabled returns a source that is always unavailable for reason, so a
+// source switched off by configuration still shows in every report's status.
+func Disabled(name, reason string) Source { return disabled{name: name, reason: reason} }
+
+type disabled struct{ name, reason string }
+
+func (d disabled) Name() string { return d.name }
+
+func (d disabled) Collect(context.Context) (Apply, error) {
+	return nil, fmt.Errorf("%w: %s", ErrUnavailable, d.reason)
 }

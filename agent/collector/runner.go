@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,7 +104,7 @@ func (r *Runner) Collect(ctx context.Context, report *model.NodeReport) {
 		case o.err == nil:
 			st.Status = model.SourceOK
 		case errors.Is(o.err, ErrUnavailable):
-			st.Status, st.Reason = model.SourceUnavailable, o.err.Error()
+			st.Status, st.Reason = model.SourceUnavailable, strings.TrimPrefix(o.err.Error(), ErrUnavailable.Error()+": ")
 			r.logger.Debug("source unavailable", "source", name, "reason", o.err)
 		default:
 			st.Status, st.Reason = model.SourceFailed, o.err.Error()

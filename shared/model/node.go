@@ -149,7 +149,7 @@ type SourceStatus struct {
 	// Reason explains an unavailable or failing source in plain words.
 	Reason      string    `json:"reason,omitempty"`
 	DurationMs  float64   `json:"durationMs"`
-	LastSuccess time.Time `json:"lastSuccess,omitempty"`
+	LastSuccess time.Time `json:"lastSuccess,omitzero"`
 }
 
 // SourceState is the outcome of one source's collection.

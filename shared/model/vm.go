@@ -15,7 +15,7 @@ type VMMetrics struct {
 	Node      string    `json:"node"`
 	Metrics   *VMUsage  `json:"metrics"`
 	Source    string    `json:"source,omitempty"` // kubevirt or the custom resource's name
-	Timestamp time.Time `json:"timestamp,omitempty"`
+	Timestamp time.Time `json:"timestamp,omitzero"`
 	Detail    *VMDetail `json:"detail,omitempty"`
 }
 

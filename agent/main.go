@@ -1,0 +1,220 @@
+// Command agent runs on every node: it reads the node's CPU, memory, disks,
+// network, NVIDIA GPUs and local kubelet, and publishes node reports and
+// events to NATS. With --once it prints one report as JSON and exits.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/collector"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/gpu"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/kubelet"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/publish"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/reporter"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
+)
+
+// onceSample is how long --once lets counters advance before it reads them,
+// so CPU and network rates cover a real interval.
+const onceSample = time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config.RegisterAgentFlags(fs)
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `k8s-llm-monitor agent %s
+
+Reads this node (CPU, memory, disks, network, NVIDIA GPUs, the local kubelet)
+and publishes a report every interval to NATS on <prefix>.node.<node>.report,
+events on <prefix>.node.<node>.event.
+
+Usage:
+  agent --once                 print one report as JSON and exit
+  agent --nats-url nats://aggregator:4222
+
+Every flag can also be set in the YAML file (--config) or as K8SMON_<KEY>,
+e.g. K8SMON_NATS_URL. Flags:
+`, version.Version)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "%v\nRun 'agent --help' for the flags.\n", err)
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Version)
+		return 0
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	cfg, err := config.Load(fs)
+	if err != nil {
+		logger.Error("configuration", "error", err)
+		return 2
+	}
+	if errs := cfg.ValidateAgent(); len(errs) > 0 {
+		for _, e := range errs {
+			logger.Error("invalid configuration", "error", e)
+		}
+		return 2
+	}
+	if cfg.Agent.Once {
+		return runOnce(cfg, logger, stdout)
+	}
+	if err := runLoop(cfg, logger); err != nil {
+		logger.Error("agent stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// closer is a source holding resources (NVML, a gRPC connection).
+type closer interface{ Close() error }
+
+// buildSources returns the agent's sources in apply order: host, gpu, then
+// podresources (it attaches pods to the GPUs), then kubelet.
+func buildSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
+	a := cfg.Agent
+	sources := collector.NewHostSources(a, logger)
+	if a.GPU.Enabled {
+		sources = append(sources,
+			gpu.NewSource(logger.With("source", gpu.SourceName), gpu.Options{NodeName: a.NodeName}),
+			gpu.NewPodResourcesSource(logger.With("source", gpu.PodResourcesSourceName), a.GPU.PodResourcesSocket))
+	} else {
+		sources = append(sources, collector.Disabled(gpu.SourceName, "disabled by configuration (agent.gpu.enabled=false)"))
+	}
+	switch {
+	case !a.Kubelet.Enabled:
+		sources = append(sources, collector.Disabled(kubelet.Name, "disabled by configuration (agent.kubelet.enabled=false)"))
+	case a.Kubelet.URL == "":
+		sources = append(sources, collector.Disabled(kubelet.Name, "no kubelet URL: set --kubelet-url or $NODE_IP"))
+	default:
+		k, err := kubelet.New(a.Kubelet, logger.With("source", kubelet.Name))
+		if err != nil {
+			sources = append(sources, collector.Disabled(kubelet.Name, err.Error()))
+			break
+		}
+		sources = append(sources, k)
+	}
+	return sources
+}
+
+func closeSources(sources []collector.Source, logger *slog.Logger) {
+	for _, s := range sources {
+		if c, ok := s.(closer); ok {
+			if err := c.Close(); err != nil {
+				logger.Warn("close source", "source", s.Name(), "error", err)
+			}
+		}
+	}
+}
+
+func runOnce(cfg *config.Config, logger *slog.Logger, stdout io.Writer) int {
+	sources := buildSources(cfg, logger)
+	defer closeSources(sources, logger)
+	runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, nil)
+	rep := reporter.New(cfg.Agent.NodeName, cfg.Metrics.CollectInterval, runner, cfg.Agent.Thresholds, logger, nil)
+	time.Sleep(onceSample)
+	report, _ := rep.Cycle(context.Background())
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(report); err != nil {
+		logger.Error("write report", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func runLoop(cfg *config.Config, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger = logger.With("node", cfg.Agent.NodeName)
+	logger.Info("agent starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval,
+		"nats", redact(cfg.NATS.URL), "hostRoot", cfg.Agent.HostRoot, "kubelet", cfg.Agent.Kubelet.URL)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sources := buildSources(cfg, logger)
+	defer closeSources(sources, logger)
+	runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, reg)
+	rep := reporter.New(cfg.Agent.NodeName, cfg.Metrics.CollectInterval, runner, cfg.Agent.Thresholds, logger, reg)
+
+	pub, err := publish.Connect(cfg.NATS, cfg.Agent.NodeName, logger.With("component", "publish"), reg)
+	if err != nil {
+		return err
+	}
+	var srv *http.Server
+	if cfg.Agent.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Agent.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s for probes and metrics (agent.listen): %w", cfg.Agent.Listen, err)
+		}
+		srv = &http.Server{Handler: rep.Handler(pub, reg), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("probe server", "error", err)
+			}
+		}()
+		logger.Info("serving /healthz, /readyz and /metrics", "addr", ln.Addr().String())
+	}
+
+	err = rep.Run(ctx, pub)
+	logger.Info("agent stopping")
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	if cerr := pub.Close(5 * time.Second); cerr != nil {
+		logger.Warn("closing NATS", "error", cerr)
+	}
+	return err
+}
+
+// redact keeps credentials in a NATS URL out of the logs.
+func redact(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// TestOnceOnThisMachine is the issue's acceptance check: one report of this
+// machine with sane numbers and a GPU source that says why it is absent.
+func TestOnceOnThisMachine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"--once", "--node-name", "test-node", "--disable-kubelet"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	var r model.NodeReport
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r))
+	assert.Equal(t, "test-node", r.NodeName)
+	assert.Positive(t, r.Node.CPUCapacity)
+	assert.Zero(t, r.Node.CPUCapacity%1000)
+	assert.Positive(t, r.Node.MemoryCapacity)
+	assert.Positive(t, r.Node.DiskCapacity)
+	for name, rate := range map[string]float64{"cpu": r.Node.CPUUsageRate, "memory": r.Node.MemoryUsageRate, "disk": r.Node.DiskUsageRate} {
+		assert.True(t, rate >= 0 && rate <= 100, "%s rate %v", name, rate)
+	}
+	status := map[string]model.SourceStatus{}
+	for _, s := range r.Sources {
+		status[s.Name] = s
+	}
+	for _, name := range []string{"cpu", "memory", "disk", "network", "gpu", "kubelet"} {
+		require.Contains(t, status, name)
+	}
+	assert.Equal(t, model.SourceOK, status["cpu"].Status)
+	assert.Equal(t, model.SourceUnavailable, status["kubelet"].Status)
+	assert.Contains(t, status["kubelet"].Reason, "disabled")
+	if _, err := os.Stat("/dev/nvidiactl"); err != nil {
+		assert.Equal(t, model.SourceUnavailable, status["gpu"].Status)
+		assert.NotEmpty(t, status["gpu"].Reason)
+		assert.Zero(t, r.Node.GPUCount)
+	}
+}
+
+func TestUsageAndBadFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	assert.Equal(t, 0, run([]string{"--help"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "--nats-url")
+	assert.Contains(t, errOut.String(), "--once")
+
+	errOut.Reset()
+	assert.Equal(t, 2, run([]string{"--interval", "10ms", "--once"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "metrics.collect_interval")
+
+	errOut.Reset()
+	assert.Equal(t, 2, run([]string{"--nats-subject-prefix", "a..b", "--once"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "nats.subject_prefix")
+
+	errOut.Reset()
+	assert.Equal(t, 2, run([]string{"--no-such-flag"}, &out, &errOut))
+	assert.True(t, strings.Contains(errOut.String(), "unknown flag"))
+}
+
+func TestLoopNeedsNATS(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"--disable-kubelet", "--disable-gpu", "--listen", ""}, &out, &errOut)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut.String(), "--nats-url")
+}
+
+func TestRedact(t *testing.T) {
+	assert.Equal(t, "nats://***@host:4222", redact("nats://user:secret@host:4222"))
+	assert.Equal(t, "nats://host:4222", redact("nats://host:4222"))
+}
