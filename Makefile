@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version.Ve
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test bench lint fmt tidy-check run run-agent clean
+.PHONY: all build test bench lint fmt tidy-check run clean
 
 all: build
 
@@ -35,7 +35,7 @@ tidy-check:
 	  echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; git diff -- go.mod go.sum | head -40; \
 	  cp /tmp/k8smon.go.mod.bak go.mod; cp /tmp/k8smon.go.sum.bak go.sum; exit 1; fi
 
-run-agent: ## run the agent once on this machine and print its report
+run: ## run the agent once on this machine and print its report
 	$(GO) run ./agent --once --disable-kubelet
 
 clean:
