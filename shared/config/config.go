@@ -29,6 +29,7 @@ type Config struct {
 	NATS       NATSConfig
 	Agent      AgentConfig
 	Aggregator AggregatorConfig
+	VMs        VMConfig
 	// File is the config file that was read, "" when none.
 	File string
 }
@@ -170,6 +171,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.metrics_server", true)
 	v.SetDefault("aggregator.object_metrics", true)
 	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
+	setVMDefaults(v)
 }
 
 // FlagKeys maps command-line flags to config keys. A binary registers the
@@ -383,6 +385,9 @@ func fill(v *viper.Viper, c *Config) error {
 		MetricsServer:  v.GetBool("aggregator.metrics_server"),
 		ObjectMetrics:  v.GetBool("aggregator.object_metrics"),
 		HistoryPoints:  v.GetInt("aggregator.history_points"),
+	}
+	if err := fillVMs(v, c); err != nil {
+		errs = append(errs, err)
 	}
 	// Node identity falls back to the downward API's variables.
 	if c.Agent.NodeName == "" {

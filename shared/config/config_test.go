@@ -135,3 +135,25 @@ func TestParseSeconds(t *testing.T) {
 	_, err := ParseSeconds([]int{1})
 	require.Error(t, err)
 }
+
+func TestCustomVMResources(t *testing.T) {
+	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+	RegisterAggregatorFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--config", "../../configs/config.yaml"}))
+	cfg, err := Load(fs)
+	require.NoError(t, err)
+	assert.True(t, cfg.VMs.KubeVirt)
+	require.Len(t, cfg.VMs.Custom, 1)
+	w := cfg.VMs.Custom[0]
+	assert.Equal(t, "wukong", w.Name)
+	assert.Equal(t, "wukongs", w.Resource)
+	assert.Equal(t, "status.vmName", w.Fields.VMName)
+	assert.Equal(t, "spec.memory", w.Fields.Memory)
+	assert.Equal(t, "pvcName", w.Fields.PVCName)
+
+	cfg.VMs.Custom = append(cfg.VMs.Custom, CustomVMResource{Name: "wukong", Version: "v1", Resource: "Wukongs"})
+	errs := cfg.ValidateAggregator()
+	require.Len(t, errs, 2)
+	assert.Contains(t, errs[0].Error(), "vms.custom[1].name")
+	assert.Contains(t, errs[1].Error(), "vms.custom[1].resource")
+}

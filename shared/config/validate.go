@@ -107,7 +107,7 @@ func (c *Config) ValidateAggregator() []error {
 	if g.HistoryPoints < 1 {
 		bad("aggregator.history_points", "%d must be at least 1", g.HistoryPoints)
 	}
-	return errs
+	return append(errs, c.validateVMs()...)
 }
 
 func splitURLs(s string) []string { return nonEmpty([]string{s}) }

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/viper"
+)
+
+// VMConfig is the "vms:" block: where the aggregator finds virtual machines.
+type VMConfig struct {
+	// KubeVirt watches kubevirt.io/v1 VirtualMachineInstances when the CRD
+	// is installed (vms.kubevirt.enabled).
+	KubeVirt bool
+	// Custom lists custom VM resources (vms.custom), read only when
+	// metrics.enable_custom is true.
+	Custom []CustomVMResource
+}
+
+// CustomVMResource maps a custom VM resource, such as the seed's Wukong CRD,
+// onto the VM model through field paths (dot-separated, e.g. "status.vmName").
+type CustomVMResource struct {
+	Name     string         `mapstructure:"name"` // shown as the VM's source
+	Group    string         `mapstructure:"group"`
+	Version  string         `mapstructure:"version"`
+	Resource string         `mapstructure:"resource"` // plural, e.g. wukongs
+	Fields   CustomVMFields `mapstructure:"fields"`
+}
+
+// CustomVMFields are the field paths of a custom VM resource. Empty paths are
+// not read; VMName defaults to metadata.name.
+type CustomVMFields struct {
+	VMName   string `mapstructure:"vm_name"`  // e.g. status.vmName: the name in virt-launcher-{vmName}-{hash}
+	CPU      string `mapstructure:"cpu"`      // cores, e.g. spec.cpu
+	Memory   string `mapstructure:"memory"`   // quantity, e.g. spec.memory ("4Gi")
+	Status   string `mapstructure:"status"`   // e.g. status.phase ("Running")
+	Node     string `mapstructure:"node"`     // e.g. status.nodeName
+	Volumes  string `mapstructure:"volumes"`  // list, e.g. status.volumes
+	PVCName  string `mapstructure:"pvc_name"` // path inside each volume item, e.g. pvcName
+	Capacity string `mapstructure:"capacity"` // path inside each volume item, e.g. capacity
+}
+
+func setVMDefaults(v *viper.Viper) {
+	v.SetDefault("vms.kubevirt.enabled", true)
+	v.SetDefault("vms.custom", []map[string]any{})
+}
+
+func fillVMs(v *viper.Viper, c *Config) error {
+	c.VMs.KubeVirt = v.GetBool("vms.kubevirt.enabled")
+	if err := v.UnmarshalKey("vms.custom", &c.VMs.Custom); err != nil {
+		return fmt.Errorf("vms.custom: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) validateVMs() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, r := range c.VMs.Custom {
+		key := fmt.Sprintf("vms.custom[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: empty", key))
+		} else if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q used twice", key, r.Name))
+		}
+		seen[r.Name] = true
+		if r.Version == "" || r.Resource == "" {
+			errs = append(errs, fmt.Errorf("%s: version and resource are required (group may be empty only for the core group)", key))
+		}
+		if r.Resource != strings.ToLower(r.Resource) {
+			errs = append(errs, fmt.Errorf("%s.resource: %q must be the lowercase plural, e.g. wukongs", key, r.Resource))
+		}
+	}
+	return errs
+}
