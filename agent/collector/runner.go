@@ -124,8 +124,10 @@ func (r *Runner) runOne(ctx context.Context, s Source, out chan<- outcome) {
 	start := time.Now()
 	done := make(chan outcome, 1)
 	go func() {
-		defer r.clearRunning(s.Name())
 		apply, err := safeCollect(sctx, s)
+		// Cleared before the result is handed over, so the next cycle
+		// never sees a finished source as still running.
+		r.clearRunning(s.Name())
 		done <- outcome{apply: apply, err: err, took: time.Since(start)}
 	}()
 	select {
