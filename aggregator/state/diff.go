@@ -1,0 +1,121 @@
+package state
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// Diff returns the cluster events between two consecutive snapshots:
+// NodeStale when a node's agent stops reporting, NodeRecovered when a stale
+// node reports again, ClusterHealthChanged, and PodRestarting when a pod's
+// restart count rose. With no previous snapshot (start-up) there is nothing
+// to compare and no event. Events are sorted by type, node, namespace, name.
+func Diff(prev, next *model.MetricsSnapshot) []model.Event {
+	if prev == nil || next == nil {
+		return nil
+	}
+	ts := next.Timestamp
+	var out []model.Event
+	for name, n := range next.NodeMetrics {
+		if n == nil {
+			continue
+		}
+		p := prev.NodeMetrics[name]
+		wasStale := p != nil && p.Stale
+		switch {
+		case n.Stale && !wasStale:
+			out = append(out, model.Event{
+				Type: model.EventNodeStale, Severity: model.SeverityWarning, Timestamp: ts, Node: name,
+				Message: fmt.Sprintf("node %s is stale: last agent report %s ago", name, roundSeconds(n.ReportAgeSeconds)),
+				Details: map[string]string{"reportAgeSeconds": strconv.FormatFloat(n.ReportAgeSeconds, 'f', 0, 64)},
+			})
+		case !n.Stale && wasStale:
+			out = append(out, model.Event{
+				Type: model.EventNodeRecovered, Severity: model.SeverityInfo, Timestamp: ts, Node: name,
+				Message: fmt.Sprintf("node %s recovered: its agent reports again", name),
+			})
+		}
+	}
+	if e, ok := healthChange(prev.ClusterMetrics, next.ClusterMetrics, ts); ok {
+		out = append(out, e)
+	}
+	for key, n := range next.PodMetrics {
+		p := prev.PodMetrics[key]
+		if n == nil || p == nil || n.Restarts <= p.Restarts {
+			continue
+		}
+		// Same name, different UID: a new pod whose count started over.
+		if n.UID != "" && p.UID != "" && n.UID != p.UID {
+			continue
+		}
+		out = append(out, podRestarting(key, p, n, ts))
+	}
+	slices.SortFunc(out, func(a, b model.Event) int {
+		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Node, b.Node),
+			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+func healthChange(prev, next *model.ClusterMetrics, ts time.Time) (model.Event, bool) {
+	if prev == nil || next == nil || prev.HealthStatus == next.HealthStatus {
+		return model.Event{}, false
+	}
+	severity := model.SeverityInfo
+	switch next.HealthStatus {
+	case model.HealthWarning:
+		severity = model.SeverityWarning
+	case model.HealthCritical:
+		severity = model.SeverityCritical
+	}
+	msg := fmt.Sprintf("cluster health changed from %s to %s", prev.HealthStatus, next.HealthStatus)
+	switch len(next.Issues) {
+	case 0:
+	case 1:
+		msg += ": " + next.Issues[0]
+	default:
+		msg += fmt.Sprintf(": %s (and %d more issues)", next.Issues[0], len(next.Issues)-1)
+	}
+	return model.Event{
+		Type: model.EventClusterHealthChanged, Severity: severity, Timestamp: ts, Message: msg,
+		Details: map[string]string{"old": prev.HealthStatus, "new": next.HealthStatus, "issues": strconv.Itoa(len(next.Issues))},
+	}, true
+}
+
+func podRestarting(key string, p, n *model.PodMetrics, ts time.Time) model.Event {
+	details := map[string]string{
+		"restarts":         strconv.Itoa(int(n.Restarts)),
+		"previousRestarts": strconv.Itoa(int(p.Restarts)),
+	}
+	msg := fmt.Sprintf("pod %s is restarting: %d restarts (+%d)", key, n.Restarts, n.Restarts-p.Restarts)
+	// Name the container whose count rose: its last termination is why.
+	for _, c := range n.Containers {
+		var before int32
+		for _, pc := range p.Containers {
+			if pc.Name == c.Name {
+				before = pc.Restarts
+			}
+		}
+		if c.Restarts <= before {
+			continue
+		}
+		details["container"] = c.Name
+		if c.LastTerminationReason != "" {
+			details["lastTerminationReason"] = c.LastTerminationReason
+			msg += ", last terminated " + c.LastTerminationReason
+		}
+		if c.LastExitCode != 0 {
+			details["lastExitCode"] = strconv.Itoa(int(c.LastExitCode))
+		}
+		break
+	}
+	return model.Event{
+		Type: model.EventPodRestarting, Severity: model.SeverityWarning, Timestamp: ts,
+		Node: n.NodeName, Namespace: n.Namespace, Name: n.PodName, Message: msg, Details: details,
+	}
+}

@@ -1,0 +1,122 @@
+package state
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// StandaloneReason is what Ready says in standalone mode: the aggregator
+// serves, but only what agents report.
+const StandaloneReason = "standalone mode: no cluster, agents only"
+
+// NoSnapshotReason is what Ready says before the first Publish.
+const NoSnapshotReason = "no snapshot yet"
+
+// StoreOptions configure a Store.
+type StoreOptions struct {
+	// History receives every published snapshot; nil keeps no history.
+	History *History
+	// Standalone says there is no API server, which Ready reports.
+	Standalone bool
+	// MaxAge is how long the store may go without a Publish before Healthy
+	// fails, so a wedged build loop restarts the pod (a few intervals);
+	// 0 never fails.
+	MaxAge time.Duration
+	// Now is the clock for MaxAge; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store holds the latest snapshot. Readers load it through an atomic
+// pointer and never wait, not even while a new snapshot is published;
+// published snapshots are never modified, so readers may hold on to one
+// for as long as a response takes.
+type Store struct {
+	opts    StoreOptions
+	created time.Time
+
+	snap atomic.Pointer[model.MetricsSnapshot]
+	// lastPublish is Unix nanoseconds of the latest Publish.
+	lastPublish atomic.Int64
+	// publishMu orders publishers so each Diff compares consecutive
+	// snapshots; readers never take it.
+	publishMu sync.Mutex
+}
+
+// NewStore returns an empty store.
+func NewStore(opts StoreOptions) *Store {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{opts: opts, created: opts.Now()}
+}
+
+// Publish makes next the current snapshot, records it in the history and
+// returns the events between the previous snapshot and next. next must not
+// be modified afterwards.
+func (s *Store) Publish(next *model.MetricsSnapshot) []model.Event {
+	if next == nil {
+		return nil
+	}
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	prev := s.snap.Swap(next)
+	s.lastPublish.Store(s.opts.Now().UnixNano())
+	if s.opts.History != nil {
+		s.opts.History.Record(next)
+	}
+	return Diff(prev, next)
+}
+
+// Snapshot returns the current snapshot, nil before the first Publish.
+func (s *Store) Snapshot() *model.MetricsSnapshot { return s.snap.Load() }
+
+// NodeHistory returns the node's history; false when the node has none
+// (or the store keeps no history).
+func (s *Store) NodeHistory(name string) ([]NodePoint, bool) {
+	if s.opts.History == nil {
+		return nil, false
+	}
+	return s.opts.History.NodeHistory(name)
+}
+
+// PodHistory returns the pod's history; false when the pod has none (or
+// the store keeps no history).
+func (s *Store) PodHistory(namespace, name string) ([]PodPoint, bool) {
+	if s.opts.History == nil {
+		return nil, false
+	}
+	return s.opts.History.PodHistory(namespace, name)
+}
+
+// Ready reports whether there is a snapshot to serve. In standalone mode
+// it is ready with StandaloneReason, so probes pass while the body still
+// tells a human why nodes lack Kubernetes detail.
+func (s *Store) Ready() (bool, string) {
+	if s.snap.Load() == nil {
+		return false, NoSnapshotReason
+	}
+	if s.opts.Standalone {
+		return true, StandaloneReason
+	}
+	return true, ""
+}
+
+// Healthy fails when no snapshot was published for longer than MaxAge
+// (counted from creation before the first one).
+func (s *Store) Healthy() (bool, string) {
+	if s.opts.MaxAge <= 0 {
+		return true, ""
+	}
+	last := s.created
+	if ns := s.lastPublish.Load(); ns != 0 {
+		last = time.Unix(0, ns)
+	}
+	if age := s.opts.Now().Sub(last); age > s.opts.MaxAge {
+		return false, fmt.Sprintf("no snapshot built for %s (limit %s)", age.Round(time.Second), s.opts.MaxAge)
+	}
+	return true, ""
+}
