@@ -35,6 +35,10 @@ const (
 	snippetChars = 300
 )
 
+// userAgent names the agent in the kubelet's and the API server's audit
+// logs (the kubelet checks authorisation with a SubjectAccessReview).
+const userAgent = "k8s-llm-monitor-agent"
+
 // Transport fetches the raw /stats/summary body of the node's kubelet. It is
 // an interface so that tests and other deployments (a kubelet reached
 // through the API server proxy, a recorded file) can swap the HTTP client.
@@ -82,9 +86,9 @@ type HTTPClient struct {
 }
 
 // NewHTTPClient returns a client for cfg.URL (https://<node-ip>:10250, or
-// http:// for a read-only port). The token file is read on each request
-// whose file changed, so a rotated projected token is picked up without a
-// restart; a missing token file means no Authorization header.
+// http:// for a read-only port, which gets no token). The token file is
+// re-read whenever it changed, so a rotated projected token is picked up
+// without a restart; a missing token file means no Authorization header.
 func NewHTTPClient(cfg config.KubeletConfig) (*HTTPClient, error) {
 	base := strings.TrimSpace(cfg.URL)
 	if base == "" {
@@ -129,7 +133,9 @@ func NewHTTPClient(cfg config.KubeletConfig) (*HTTPClient, error) {
 		client:  &http.Client{Transport: tr},
 		maxBody: DefaultMaxBodyBytes,
 	}
-	if cfg.TokenFile != "" {
+	// The token is a credential of the whole ServiceAccount: never send it
+	// in clear text, even to a node-local read-only port.
+	if cfg.TokenFile != "" && u.Scheme == "https" {
 		c.token = &tokenFile{path: cfg.TokenFile}
 	}
 	return c, nil
@@ -145,6 +151,7 @@ func (c *HTTPClient) FetchSummary(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("build stats summary request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent)
 	var tokenMissing bool
 	if c.token != nil {
 		tok, err := c.token.get()

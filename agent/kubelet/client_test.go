@@ -282,6 +282,23 @@ func TestHTTPClientErrorAnswers(t *testing.T) {
 	}
 }
 
+func TestHTTPClientSendsNoTokenInClearText(t *testing.T) {
+	headers := make(chan http.Header, 1)
+	body := fixture(t, fixture1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		headers <- r.Header.Clone()
+		serve(body)(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewHTTPClient(config.KubeletConfig{URL: srv.URL, TokenFile: writeFile(t, "token", []byte("secret"))})
+	require.NoError(t, err)
+	_, err = c.FetchSummary(context.Background())
+	require.NoError(t, err)
+	h := <-headers
+	assert.Empty(t, h.Get("Authorization"))
+	assert.Equal(t, userAgent, h.Get("User-Agent"))
+}
+
 func TestNewHTTPClientConfig(t *testing.T) {
 	notPEM := writeFile(t, "ca.crt", []byte("not a certificate"))
 	tests := []struct {
