@@ -1,0 +1,200 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+type reports struct {
+	mu sync.Mutex
+	m  map[string]state.ReportEntry
+}
+
+func (r *reports) Latest() map[string]state.ReportEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]state.ReportEntry, len(r.m))
+	for k, v := range r.m {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *reports) put(node string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[node] = state.ReportEntry{ReceivedAt: at, Report: &model.NodeReport{
+		NodeName: node, Timestamp: at, IntervalSeconds: 15,
+		Node: model.NodeMetrics{NodeName: node, CPUCapacity: 4000, CPUUsage: 1000, CPUUsageRate: 25, MemoryCapacity: 8 << 30, MemoryUsage: 2 << 30, MemoryUsageRate: 25},
+	}}
+}
+
+// cluster is an in-memory ClusterSource.
+type cluster struct {
+	nodes []*corev1.Node
+	pods  []*corev1.Pod
+	polls int
+	usage map[string]state.Usage
+}
+
+func (c *cluster) Nodes() []*corev1.Node { return c.nodes }
+func (c *cluster) Pods() []*corev1.Pod   { return c.pods }
+func (c *cluster) PollUsage(context.Context) (map[string]state.Usage, map[string]state.Usage, model.SourceStatus) {
+	c.polls++
+	if c.usage == nil {
+		return nil, nil, model.SourceStatus{Name: "metrics-server", Status: model.SourceUnavailable, Reason: "metrics-server not installed"}
+	}
+	return c.usage, nil, model.SourceStatus{Name: "metrics-server", Status: model.SourceOK}
+}
+func (c *cluster) Status() map[string]model.SourceStatus {
+	return map[string]model.SourceStatus{"informers": {Name: "informers", Status: model.SourceOK}}
+}
+
+func readyNode(name string) *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"zone": "a"}},
+		Status: corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi")},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi")},
+			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		},
+	}
+}
+
+func runningPod(ns, name, node string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name)},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+			Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+		}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+}
+
+func newManager(rs *reports, c ClusterSource, now *time.Time, events *[]model.Event) *Manager {
+	o := Options{
+		Interval: 15 * time.Second, StaleIntervals: 3, Thresholds: model.DefaultThresholds(),
+		Reports: rs, MetricsServer: true, Store: state.NewStore(state.StoreOptions{}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:    func() time.Time { return *now },
+		OnEvents: func(e []model.Event) {
+			if events != nil {
+				*events = append(*events, e...)
+			}
+		},
+	}
+	if c != nil {
+		o.Cluster = c
+	}
+	return New(o)
+}
+
+func TestStandalone(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("this-machine", t0)
+	m := newManager(rs, nil, &now, nil)
+
+	_, err := m.GetNodeMetrics("this-machine")
+	require.ErrorIs(t, err, ErrNoSnapshot)
+	assert.Nil(t, m.GetClusterMetrics())
+
+	require.NoError(t, m.Collect(context.Background()))
+	n, err := m.GetNodeMetrics("this-machine")
+	require.NoError(t, err)
+	assert.Equal(t, int64(4000), n.CPUCapacity)
+	c := m.GetClusterMetrics()
+	require.NotNil(t, c)
+	assert.Equal(t, 1, c.TotalNodes)
+	assert.Equal(t, model.SourceUnavailable, c.Sources["kubernetes"].Status)
+	assert.Contains(t, c.Sources["kubernetes"].Reason, "standalone")
+
+	_, err = m.GetNodeMetrics("nope")
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = m.GetPodMetrics("default", "nope")
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.NotNil(t, m.GetLatestSnapshot())
+}
+
+func TestClusterAndMetricsServerPolledOncePerInterval(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("node-1", t0)
+	c := &cluster{
+		nodes: []*corev1.Node{readyNode("node-1")},
+		pods:  []*corev1.Pod{runningPod("default", "web", "node-1")},
+		usage: map[string]state.Usage{"default/web": {CPU: 250, Memory: 128 << 20, Timestamp: t0}},
+	}
+	m := newManager(rs, c, &now, nil)
+	require.NoError(t, m.Collect(context.Background()))
+	p, err := m.GetPodMetrics("default", "web")
+	require.NoError(t, err)
+	assert.Equal(t, int64(250), p.CPUUsage)
+	assert.Equal(t, "metrics-server", p.UsageSource)
+	assert.InDelta(t, 50.0, p.CPUUsageRate, 0.001, "250m of a 500m limit")
+	assert.Equal(t, model.SourceOK, m.GetClusterMetrics().Sources["metrics-server"].Status)
+
+	now = t0.Add(5 * time.Second)
+	require.NoError(t, m.Collect(context.Background()))
+	assert.Equal(t, 1, c.polls, "a rebuild within the interval reuses the last poll")
+	now = t0.Add(15 * time.Second)
+	require.NoError(t, m.Collect(context.Background()))
+	assert.Equal(t, 2, c.polls)
+}
+
+func TestStaleNodeEvent(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("node-1", t0)
+	var events []model.Event
+	m := newManager(rs, nil, &now, &events)
+	require.NoError(t, m.Collect(context.Background()))
+	now = t0.Add(46 * time.Second) // three 15 s intervals missed
+	require.NoError(t, m.Collect(context.Background()))
+	n, err := m.GetNodeMetrics("node-1")
+	require.NoError(t, err)
+	assert.True(t, n.Stale)
+	var types []model.EventType
+	for _, e := range events {
+		types = append(types, e.Type)
+	}
+	assert.Contains(t, types, model.EventNodeStale)
+
+	rs.put("node-1", now)
+	require.NoError(t, m.Collect(context.Background()))
+	types = types[:0]
+	for _, e := range events {
+		types = append(types, e.Type)
+	}
+	assert.Contains(t, types, model.EventNodeRecovered)
+}
+
+func TestStartStop(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	m := newManager(rs, nil, &now, nil)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(context.Background()) }()
+	require.Eventually(t, func() bool { return m.GetLatestSnapshot() != nil }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, m.Stop())
+	require.NoError(t, m.Stop())
+	require.NoError(t, <-done)
+	assert.True(t, errors.Is(m.Start(context.Background()), ErrStopped))
+}
