@@ -1,0 +1,504 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
+)
+
+const prefix = wire.DefaultPrefix
+
+const waitFor, tick = 5 * time.Second, 5 * time.Millisecond
+
+// startNATS runs a real NATS server in the test process. Its max payload
+// is above the wire limit so that oversize messages reach the decoder.
+func startNATS(t testing.TB) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, MaxPayload: 4 << 20})
+	require.NoError(t, err)
+	s.Start()
+	require.True(t, s.ReadyForConnections(5*time.Second))
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// syncBuffer is a log sink safe for the handler goroutines and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// eventSink collects the events handed to OnEvent.
+type eventSink struct {
+	mu     sync.Mutex
+	events []*model.Event
+}
+
+func (s *eventSink) add(e *model.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+}
+
+func (s *eventSink) get() []*model.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*model.Event(nil), s.events...)
+}
+
+type fixture struct {
+	in   *Ingester
+	reg  *prometheus.Registry
+	pub  *nats.Conn
+	sink *eventSink
+	logs *syncBuffer
+}
+
+func newFixture(t *testing.T, mod func(*Config)) *fixture {
+	t.Helper()
+	url := startNATS(t)
+	f := &fixture{reg: prometheus.NewRegistry(), sink: &eventSink{}, logs: &syncBuffer{}}
+	cfg := Config{
+		Registerer: f.reg,
+		OnEvent:    f.sink.add,
+		Logger:     slog.New(slog.NewTextHandler(f.logs, nil)),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	in, err := New(cfg)
+	require.NoError(t, err)
+	sub := connect(t, url)
+	require.NoError(t, in.Start(sub))
+	t.Cleanup(func() { _ = in.Close() })
+	f.in = in
+	f.pub = connect(t, url)
+	return f
+}
+
+func (f *fixture) publish(t *testing.T, subject string, data []byte) {
+	t.Helper()
+	require.NoError(t, f.pub.Publish(subject, data))
+	require.NoError(t, f.pub.Flush())
+}
+
+func (f *fixture) publishReport(t *testing.T, r *model.NodeReport) {
+	t.Helper()
+	b, err := wire.EncodeReport(r)
+	require.NoError(t, err)
+	f.publish(t, wire.NodeReportSubject(prefix, r.NodeName), b)
+}
+
+func (f *fixture) dropped(reason string) float64 {
+	return testutil.ToFloat64(f.in.dropped.WithLabelValues(reason))
+}
+
+func (f *fixture) reportsTotal(result string) float64 {
+	return testutil.ToFloat64(f.in.reports.WithLabelValues(result))
+}
+
+func smallReport(node string, ts time.Time) *model.NodeReport {
+	return realisticReport(node, 2, ts)
+}
+
+func TestReportsStoredAndVisibleInLatest(t *testing.T) {
+	f := newFixture(t, nil)
+	ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	nodes := []string{"node-a", "ip-10-0-1-7.ec2.internal", "gpu-1.rack-2.dc"}
+
+	for _, n := range nodes {
+		f.publishReport(t, smallReport(n, ts))
+	}
+	require.Eventually(t, func() bool { return len(f.in.Latest()) == len(nodes) }, waitFor, tick)
+
+	latest := f.in.Latest()
+	for _, n := range nodes {
+		t.Run(n, func(t *testing.T) {
+			e, ok := latest[n]
+			require.True(t, ok, "node %q stored under its real name", n)
+			assert.Equal(t, n, e.Report.NodeName)
+			assert.True(t, e.Report.Timestamp.Equal(ts))
+			assert.False(t, e.ReceivedAt.IsZero())
+			require.NotNil(t, e.Report.Kubelet)
+			assert.Len(t, e.Report.Kubelet.Pods, 2)
+		})
+	}
+	assert.Equal(t, float64(len(nodes)), f.reportsTotal("accepted"))
+	assert.False(t, f.in.LastReceived().IsZero())
+
+	// Latest is the caller's copy.
+	delete(latest, "node-a")
+	assert.Contains(t, f.in.Latest(), "node-a")
+
+	f.in.Forget("node-a")
+	assert.NotContains(t, f.in.Latest(), "node-a")
+}
+
+func TestNewerReportWins(t *testing.T) {
+	f := newFixture(t, nil)
+	t0 := time.Now().UTC().Truncate(time.Second)
+
+	f.publishReport(t, smallReport("n1", t0))
+	f.publishReport(t, smallReport("n1", t0.Add(15*time.Second)))
+	require.Eventually(t, func() bool { return f.reportsTotal("accepted") == 2 }, waitFor, tick)
+
+	tests := []struct {
+		name string
+		ts   time.Time
+	}{
+		{"older", t0.Add(-time.Minute)},
+		{"reordered", t0},
+		{"duplicate", t0.Add(15 * time.Second)},
+	}
+	for n, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f.publishReport(t, smallReport("n1", tt.ts))
+			require.Eventually(t, func() bool { return f.reportsTotal("outdated") == float64(n+1) }, waitFor, tick)
+			assert.True(t, f.in.Latest()["n1"].Report.Timestamp.Equal(t0.Add(15*time.Second)))
+		})
+	}
+
+	f.publishReport(t, smallReport("n1", t0.Add(30*time.Second)))
+	require.Eventually(t, func() bool { return f.in.Latest()["n1"].Report.Timestamp.Equal(t0.Add(30 * time.Second)) }, waitFor, tick)
+}
+
+func TestClockCorrectedAgentIsNotLockedOut(t *testing.T) {
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	in.now = func() time.Time { return now }
+
+	in.store(smallReport("n1", now.Add(time.Hour))) // agent clock an hour ahead
+	in.store(smallReport("n1", now))                // then corrected
+	assert.True(t, in.Latest()["n1"].Report.Timestamp.Equal(now))
+
+	in.store(smallReport("n1", now.Add(-time.Second))) // within skew: ordinary reordering
+	assert.True(t, in.Latest()["n1"].Report.Timestamp.Equal(now))
+}
+
+func TestBadMessagesDroppedAndCounted(t *testing.T) {
+	f := newFixture(t, nil)
+	ts := time.Now().UTC()
+	good, err := wire.EncodeReport(smallReport("n1", ts))
+	require.NoError(t, err)
+
+	envelope := func(schema, kind, sender string, payload any) []byte {
+		p, err := json.Marshal(payload)
+		require.NoError(t, err)
+		b, err := json.Marshal(wire.Envelope{Schema: schema, Kind: kind, Sender: sender, SentAt: ts, Payload: p})
+		require.NoError(t, err)
+		return b
+	}
+	oversize := append(bytes.Clone(good[:len(good)-1]), []byte(`,"pad":"`+strings.Repeat("x", wire.MaxMessageBytes)+`"}`)...)
+
+	tests := []struct {
+		name    string
+		subject string
+		data    []byte
+		reason  string
+	}{
+		{"malformed json", wire.NodeReportSubject(prefix, "n1"), []byte(`{"schema":"k8smon/v1",`), ReasonMalformed},
+		{"not an object", wire.NodeReportSubject(prefix, "n1"), []byte(`[1,2,3]`), ReasonMalformed},
+		{"empty", wire.NodeReportSubject(prefix, "n1"), nil, ReasonMalformed},
+		{"wrong schema", wire.NodeReportSubject(prefix, "n1"), envelope("k8smon/v0", wire.KindNodeReport, "n1", smallReport("n1", ts)), ReasonSchema},
+		{"subject and payload disagree", wire.NodeReportSubject(prefix, "n2"), good, ReasonMismatch},
+		{"oversize", wire.NodeReportSubject(prefix, "n1"), oversize, ReasonTooLarge},
+		{"event on report subject", wire.NodeReportSubject(prefix, "n1"), envelope(wire.Schema, wire.KindNodeEvent, "n1", model.Event{Type: model.EventAgentStarted, Node: "n1"}), ReasonKind},
+		{"bad event", wire.NodeEventSubject(prefix, "n1"), []byte(`{"schema":"k8smon/v1","kind":"NodeEvent","sentAt":"2026-01-01T00:00:00Z","payload":{"node":"n1"}}`), ReasonMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.dropped(tt.reason)
+			accepted := f.reportsTotal("accepted")
+			f.publish(t, tt.subject, tt.data)
+			require.Eventually(t, func() bool { return f.dropped(tt.reason) == before+1 }, waitFor, tick)
+
+			// The subscriber keeps working after a bad message.
+			r := smallReport("n1", time.Now().UTC())
+			f.publishReport(t, r)
+			require.Eventually(t, func() bool { return f.reportsTotal("accepted") == accepted+1 }, waitFor, tick)
+		})
+	}
+	assert.Contains(t, f.logs.String(), "reason=mismatch subject=k8smon.node.n2.report")
+	assert.Empty(t, f.sink.get(), "a bad event never reaches the callback")
+}
+
+// TestHandleReasons covers what NATS itself never delivers to the wildcard
+// subscriptions, by calling the handler directly.
+func TestHandleReasons(t *testing.T) {
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	tests := []struct {
+		name, subject, reason string
+	}{
+		{"other prefix", "other.node.n1.report", ReasonSubject},
+		{"neither report nor event", "k8smon.node.n1.status", ReasonSubject},
+		{"empty node token", "k8smon.node..report", ReasonSubject},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := testutil.ToFloat64(in.dropped.WithLabelValues(tt.reason))
+			in.handle(tt.subject, []byte(`{}`))
+			assert.Equal(t, before+1, testutil.ToFloat64(in.dropped.WithLabelValues(tt.reason)))
+		})
+	}
+}
+
+func TestEventsReachCallback(t *testing.T) {
+	f := newFixture(t, nil)
+	events := []*model.Event{
+		{Type: model.EventPressureRaised, Severity: model.SeverityWarning, Node: "ip-10-0-1-7.ec2.internal", Source: "memory", Message: "memory usage 93.1% >= 90.0%"},
+		{Type: model.EventGPUXid, Severity: model.SeverityCritical, Node: "gpu-1", Source: "gpu:0", Message: "Xid 79", Details: map[string]string{"xid": "79"}},
+	}
+	for _, e := range events {
+		e.Timestamp = time.Now().UTC().Truncate(time.Millisecond)
+		b, err := wire.EncodeEvent(wire.KindNodeEvent, e.Node, e)
+		require.NoError(t, err)
+		f.publish(t, wire.NodeEventSubject(prefix, e.Node), b)
+	}
+	require.Eventually(t, func() bool { return len(f.sink.get()) == len(events) }, waitFor, tick)
+	got := f.sink.get()
+	for i, e := range events {
+		assert.Equal(t, e, got[i])
+	}
+	assert.Equal(t, float64(2), testutil.ToFloat64(f.in.events))
+	assert.Empty(t, f.in.Latest(), "events are not reports")
+}
+
+func TestCallbackPanicIsContained(t *testing.T) {
+	var calls sync.Map
+	f := newFixture(t, func(c *Config) {
+		c.OnEvent = func(e *model.Event) {
+			calls.Store(e.Message, true)
+			if e.Message == "first" {
+				panic("callback bug")
+			}
+		}
+	})
+	for _, msg := range []string{"first", "second"} {
+		e := &model.Event{Type: model.EventAgentStarted, Node: "n1", Timestamp: time.Now().UTC(), Message: msg}
+		b, err := wire.EncodeEvent(wire.KindNodeEvent, "n1", e)
+		require.NoError(t, err)
+		f.publish(t, wire.NodeEventSubject(prefix, "n1"), b)
+	}
+	require.Eventually(t, func() bool { _, ok := calls.Load("second"); return ok }, waitFor, tick, "events keep flowing after a panic")
+	assert.Contains(t, f.logs.String(), "callback bug")
+}
+
+func TestSlowConsumerCounted(t *testing.T) {
+	release := make(chan struct{})
+	var prevCalled sync.Once
+	prevSaw := make(chan struct{})
+	url := startNATS(t)
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	in, err := New(Config{
+		Registerer:       reg,
+		Logger:           slog.New(slog.NewTextHandler(logs, nil)),
+		OnEvent:          func(*model.Event) { <-release },
+		EventPendingMsgs: 2,
+	})
+	require.NoError(t, err)
+	// The caller's own async error handler must keep seeing errors.
+	nc := connect(t, url, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {
+		prevCalled.Do(func() { close(prevSaw) })
+	}))
+	require.NoError(t, in.Start(nc))
+	defer in.Close()
+
+	pub := connect(t, url)
+	e := &model.Event{Type: model.EventAgentStarted, Node: "n1", Timestamp: time.Now().UTC(), Message: "up"}
+	b, err := wire.EncodeEvent(wire.KindNodeEvent, "n1", e)
+	require.NoError(t, err)
+	for range 50 {
+		require.NoError(t, pub.Publish(wire.NodeEventSubject(prefix, "n1"), b))
+	}
+	require.NoError(t, pub.Flush())
+
+	slow := func() float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "k8smon_ingest_slow_consumer_dropped_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "events" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	require.Eventually(t, func() bool { return slow() > 0 }, waitFor, tick)
+	close(release)
+	select {
+	case <-prevSaw:
+	case <-time.After(waitFor):
+		t.Fatal("the previous async error handler was not called")
+	}
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "NATS client dropped messages") }, waitFor, tick)
+	// The total can only grow to what was published, less what got through.
+	assert.LessOrEqual(t, slow(), float64(50))
+}
+
+func TestWarningsAreRateLimited(t *testing.T) {
+	logs := &syncBuffer{}
+	in, err := New(Config{Logger: slog.New(slog.NewTextHandler(logs, nil)), LogEvery: time.Minute})
+	require.NoError(t, err)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	in.now = func() time.Time { return now }
+
+	for range 1000 {
+		in.handle(wire.NodeReportSubject(prefix, "n1"), []byte("garbage"))
+	}
+	in.handle(wire.NodeReportSubject(prefix, "n1"), []byte(`{"schema":"v0"}`))
+	assert.Equal(t, 2, strings.Count(logs.String(), "dropped agent message"), "one line per reason")
+	assert.Equal(t, float64(1000), testutil.ToFloat64(in.dropped.WithLabelValues(ReasonMalformed)), "every drop is counted")
+
+	now = now.Add(time.Minute)
+	in.handle(wire.NodeReportSubject(prefix, "n1"), []byte("garbage"))
+	assert.Equal(t, 3, strings.Count(logs.String(), "dropped agent message"))
+	assert.Contains(t, logs.String(), "suppressed=999")
+}
+
+func TestStartCloseLifecycle(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+
+	require.NoError(t, in.Start(nc))
+	assert.Equal(t, 2, nc.NumSubscriptions())
+	require.ErrorIs(t, in.Start(nc), ErrStarted)
+
+	require.NoError(t, in.Close())
+	require.NoError(t, in.Close())
+	assert.Equal(t, 0, nc.NumSubscriptions())
+	require.ErrorIs(t, in.Start(nc), ErrClosed)
+}
+
+func TestNewErrors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.DiscardHandler)
+	_, err := New(Config{Logger: logger, Registerer: reg})
+	require.NoError(t, err)
+
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no logger", Config{}},
+		{"bad prefix", Config{Logger: logger, Prefix: "a.*"}},
+		{"metrics registered twice", Config{Logger: logger, Registerer: reg}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			require.Error(t, err)
+		})
+	}
+}
+
+func TestCustomPrefix(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Prefix = "prod.k8smon" })
+	b, err := wire.EncodeReport(smallReport("n1", time.Now().UTC()))
+	require.NoError(t, err)
+	f.publish(t, wire.NodeReportSubject("k8smon", "n1"), b) // another install's subject: not seen
+	f.publish(t, wire.NodeReportSubject("prod.k8smon", "n1"), b)
+	require.Eventually(t, func() bool { return len(f.in.Latest()) == 1 }, waitFor, tick)
+	assert.Equal(t, float64(1), f.reportsTotal("accepted"))
+}
+
+func FuzzIngest(f *testing.F) {
+	ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	report, err := wire.EncodeReport(smallReport("ip-10-0-1-7.ec2.internal", ts))
+	require.NoError(f, err)
+	event, err := wire.EncodeEvent(wire.KindNodeEvent, "n1", &model.Event{Type: model.EventGPUXid, Node: "n1", Timestamp: ts, Message: "x"})
+	require.NoError(f, err)
+	f.Add(wire.NodeReportSubject(prefix, "ip-10-0-1-7.ec2.internal"), report)
+	f.Add(wire.NodeEventSubject(prefix, "n1"), event)
+	f.Add("k8smon.node.n1.report", []byte(`{"schema":"k8smon/v1","kind":"NodeReport","sender":"n1","sentAt":"2026-01-01T00:00:00Z","payload":{"nodeName":"n1","timestamp":"2026-01-01T00:00:00Z","kubelet":{"pods":null}}}`))
+	f.Add("k8smon.node.n1.event", []byte(`{"payload":null}`))
+	f.Add("k8smon.node..report", []byte(``))
+	f.Add("", []byte(`null`))
+
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler), OnEvent: func(e *model.Event) { _ = e.Type }})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		// handle, not onMsg: a panic must fail the fuzzer, not be recovered.
+		in.handle(subject, data)
+		// Also on well-formed subjects, so random payloads reach the decoders.
+		in.handle(wire.NodeReportSubject(prefix, subject), data)
+		in.handle(wire.NodeEventSubject(prefix, subject), data)
+		for _, e := range in.Latest() {
+			if e.Report == nil || e.Report.NodeName == "" {
+				t.Fatalf("stored an invalid report: %+v", e)
+			}
+		}
+	})
+}
+
+// BenchmarkIngestReport measures decoding and storing one realistic report
+// of a node with 110 pods, the path every agent report takes.
+func BenchmarkIngestReport(b *testing.B) {
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(b, err)
+	node := "ip-10-0-1-7.ec2.internal"
+	subject := wire.NodeReportSubject(prefix, node)
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	// Distinct timestamps so that every iteration is accepted, not skipped
+	// as outdated; encoded ahead so only decode and store are measured.
+	const distinct = 64
+	msgs := make([][]byte, distinct)
+	for i := range msgs {
+		msgs[i], err = wire.EncodeReport(realisticReport(node, 110, base.Add(time.Duration(i)*time.Second)))
+		require.NoError(b, err)
+	}
+	b.SetBytes(int64(len(msgs[0])))
+	b.ReportAllocs()
+	for n := 0; b.Loop(); n++ {
+		if n%distinct == 0 {
+			in.Forget(node)
+		}
+		in.handle(subject, msgs[n%distinct])
+	}
+	b.StopTimer()
+	if got := testutil.ToFloat64(in.dropped.WithLabelValues(ReasonMalformed)); got != 0 {
+		b.Fatalf("%v reports dropped", got)
+	}
+}
