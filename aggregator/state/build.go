@@ -107,7 +107,7 @@ func newBuilder(in Inputs) *builder {
 		now:            in.Now.UTC(),
 		standalone:     in.Nodes == nil && in.Pods == nil,
 		staleIntervals: in.StaleIntervals,
-		thresholds:     withDefaults(in.Thresholds),
+		thresholds:     ResolveThresholds(in.Thresholds),
 		nodeInfo:       make(map[string]nodeInfo, max(len(in.Nodes), len(in.Reports))),
 		gpuRequested:   map[string]int{},
 	}
@@ -118,9 +118,11 @@ func newBuilder(in Inputs) *builder {
 	return b
 }
 
-// withDefaults fills each zero threshold with the model's default, because a
-// zero threshold would otherwise silently turn that pressure check off.
-func withDefaults(t model.Thresholds) model.Thresholds {
+// ResolveThresholds fills each zero threshold with the model's default,
+// because a zero threshold would otherwise silently turn that pressure
+// check off. Build uses it; so should anyone filtering snapshots by
+// pressure, to agree with ClusterMetrics.NodesUnderPressure.
+func ResolveThresholds(t model.Thresholds) model.Thresholds {
 	d := model.DefaultThresholds()
 	if t.CPURate <= 0 {
 		t.CPURate = d.CPURate

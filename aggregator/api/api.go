@@ -1,0 +1,127 @@
+// Package api serves the aggregator's snapshots over HTTP: the seed's
+// /api/v1/metrics endpoints with filters that answer the seed's questions in
+// one request each, node and pod history, probes, and Prometheus /metrics.
+//
+// Handlers read the snapshot the Provider returns and never modify it; a
+// response is written from one snapshot even if a newer one is published
+// meanwhile.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// Provider is what the API serves from; state.Store implements it.
+type Provider interface {
+	// Snapshot returns the current snapshot, nil before the first one.
+	Snapshot() *model.MetricsSnapshot
+	// NodeHistory returns a node's readings, oldest first; false when
+	// there is no series for it.
+	NodeHistory(name string) ([]state.NodePoint, bool)
+	// PodHistory returns a pod's readings, oldest first; false when there
+	// is no series for it.
+	PodHistory(namespace, name string) ([]state.PodPoint, bool)
+	// Ready reports whether there is something to serve; reason explains
+	// a false, or qualifies a true (standalone mode).
+	Ready() (ok bool, reason string)
+	// Healthy reports whether the process works (its build loop runs);
+	// reason explains a false.
+	Healthy() (ok bool, reason string)
+}
+
+// Options configure the handler.
+type Options struct {
+	// Logger receives request errors and recovered panics; nil discards.
+	Logger *slog.Logger
+	// ObjectMetrics adds per-node and per-pod gauges to /metrics. Off keeps
+	// /metrics to self-metrics and cluster gauges, whose cardinality does
+	// not grow with the cluster.
+	ObjectMetrics bool
+	// Thresholds decide the nodes?pressure= filter; pass the ones the
+	// snapshots are built with so the filter agrees with
+	// ClusterMetrics.NodesUnderPressure. Zero fields take the defaults.
+	Thresholds model.Thresholds
+	// Collectors are registered on the handler's own registry beside its
+	// self-metrics, so other packages (ingest, kube) appear on /metrics.
+	Collectors []prometheus.Collector
+	// Extra registers further routes, such as /api/vms, on the same mux.
+	// They get the same panic recovery and request metrics.
+	Extra func(mux *http.ServeMux)
+}
+
+// Routes, as registered; the route label of the request metrics.
+const (
+	RouteCluster     = "/api/v1/metrics/cluster"
+	RouteNodes       = "/api/v1/metrics/nodes"
+	RouteNode        = "/api/v1/metrics/nodes/{name}"
+	RouteNodeHistory = "/api/v1/metrics/nodes/{name}/history"
+	RoutePods        = "/api/v1/metrics/pods"
+	RoutePod         = "/api/v1/metrics/pods/{namespace}/{name}"
+	RoutePodHistory  = "/api/v1/metrics/pods/{namespace}/{name}/history"
+	RouteSnapshot    = "/api/v1/metrics/snapshot"
+	RouteHealthz     = "/healthz"
+	RouteReadyz      = "/readyz"
+	RouteMetrics     = "/metrics"
+)
+
+// server holds the handler's state.
+type server struct {
+	p          Provider
+	log        *slog.Logger
+	thresholds model.Thresholds
+	metrics    *selfMetrics
+
+	// idx caches the lookup structures of the latest snapshot; idxMu
+	// makes concurrent first requests build them once.
+	idx   atomic.Pointer[index]
+	idxMu sync.Mutex
+}
+
+// New returns the aggregator's HTTP handler.
+func New(p Provider, opts Options) http.Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{
+		p:          p,
+		log:        log,
+		thresholds: state.ResolveThresholds(opts.Thresholds),
+	}
+	reg := prometheus.NewRegistry()
+	s.metrics = newSelfMetrics(reg)
+	reg.MustRegister(newSnapshotCollector(p, opts.ObjectMetrics))
+	for _, c := range opts.Collectors {
+		reg.MustRegister(c)
+	}
+
+	mux := http.NewServeMux()
+	// Patterns without a method: the handlers check it themselves so that
+	// a wrong method gets a JSON 405 like every other error.
+	mux.Handle(RouteCluster, s.get(s.cluster))
+	mux.Handle(RouteNodes, s.get(s.nodes))
+	mux.Handle(RouteNode, s.get(s.node))
+	mux.Handle(RouteNodeHistory, s.get(s.nodeHistory))
+	mux.Handle(RoutePods, s.get(s.pods))
+	mux.Handle(RoutePod, s.get(s.pod))
+	mux.Handle(RoutePodHistory, s.get(s.podHistory))
+	mux.Handle(RouteSnapshot, s.get(s.snapshot))
+	mux.Handle(RouteHealthz, s.get(s.healthz))
+	mux.Handle(RouteReadyz, s.get(s.readyz))
+	mux.Handle(RouteMetrics, s.get(metricsHandler(reg, log)))
+	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+	}))
+	if opts.Extra != nil {
+		opts.Extra(mux)
+	}
+	return s.serve(mux)
+}

@@ -1,0 +1,250 @@
+package api
+
+import (
+	"cmp"
+	"iter"
+	"slices"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+)
+
+// index holds one snapshot's nodes and pods in key order, and pods grouped
+// by namespace, node and name, so that filtered lists walk only what can
+// match and come out sorted without sorting the whole cluster per request.
+// It is built once per snapshot, on the first request that needs it.
+type index struct {
+	snap  *model.MetricsSnapshot
+	nodes []nodeEntry
+	pods  []podEntry
+	// Groups hold positions in pods, in key order: four bytes a pod
+	// rather than a copy of its entry.
+	byNamespace map[string][]int32
+	byNode      map[string][]int32
+	// Pod names are nearly unique, so instead of 150 000 one-element
+	// groups, byName holds the first pod of each name and nextSameName
+	// chains the others (-1 ends a chain).
+	byName       map[string]int32
+	nextSameName []int32
+}
+
+type nodeEntry struct {
+	name string
+	m    *model.NodeMetrics
+}
+
+// podEntry keeps the snapshot's map key (the order json.Marshal gives the
+// snapshot's podMetrics object) and copies of what filters and sorts read,
+// so that a scan of 150 000 pods walks this slice instead of following a
+// pointer per pod.
+type podEntry struct {
+	key                        string
+	m                          *model.PodMetrics
+	cpu, mem, cpuRate, memRate float64
+	restarts                   int32
+	// pos is the entry's place in index.pods, which is key order: ties in
+	// a sort break on it without reading the key's bytes.
+	pos                    int32
+	phase                  uint8 // 1 + index in podPhases; 0 for anything else
+	known                  bool  // usage known
+	cpuLimited, memLimited bool
+}
+
+func newPodEntry(key string, p *model.PodMetrics) podEntry {
+	return podEntry{
+		key: key, m: p,
+		cpu: float64(p.CPUUsage), mem: float64(p.MemoryUsage), cpuRate: p.CPUUsageRate, memRate: p.MemoryUsageRate,
+		restarts: p.Restarts, phase: phaseCode(p.Phase), known: p.UsageSource != "",
+		cpuLimited: p.CPULimit > 0, memLimited: p.MemoryLimit > 0,
+	}
+}
+
+func phaseCode(phase string) uint8 {
+	for i, p := range podPhases {
+		if p == phase {
+			return uint8(i + 1)
+		}
+	}
+	return 0
+}
+
+func buildIndex(s *model.MetricsSnapshot) *index {
+	ix := &index{
+		snap:        s,
+		nodes:       make([]nodeEntry, 0, len(s.NodeMetrics)),
+		pods:        make([]podEntry, 0, len(s.PodMetrics)),
+		byNamespace: map[string][]int32{},
+		byNode:      make(map[string][]int32, len(s.NodeMetrics)),
+		byName:      make(map[string]int32, len(s.PodMetrics)),
+	}
+	for name, n := range s.NodeMetrics {
+		if n != nil {
+			ix.nodes = append(ix.nodes, nodeEntry{name, n})
+		}
+	}
+	slices.SortFunc(ix.nodes, func(a, b nodeEntry) int { return cmp.Compare(a.name, b.name) })
+	for key, p := range s.PodMetrics {
+		if p != nil {
+			ix.pods = append(ix.pods, newPodEntry(key, p))
+		}
+	}
+	slices.SortFunc(ix.pods, func(a, b podEntry) int { return cmp.Compare(a.key, b.key) })
+	ix.nextSameName = make([]int32, len(ix.pods))
+	for i := range ix.pods {
+		ix.pods[i].pos = int32(i)
+		p := ix.pods[i].m
+		ix.byNamespace[p.Namespace] = append(ix.byNamespace[p.Namespace], int32(i))
+		ix.byNode[p.NodeName] = append(ix.byNode[p.NodeName], int32(i))
+	}
+	// Backwards, so each chain runs in key order.
+	for i := len(ix.pods) - 1; i >= 0; i-- {
+		name := ix.pods[i].m.PodName
+		ix.nextSameName[i] = -1
+		if next, ok := ix.byName[name]; ok {
+			ix.nextSameName[i] = next
+		}
+		ix.byName[name] = int32(i)
+	}
+	return ix
+}
+
+// podsNamed returns the positions of the pods with that name, in key order.
+func (ix *index) podsNamed(name string) []int32 {
+	var out []int32
+	i, ok := ix.byName[name]
+	for ok && i >= 0 {
+		out = append(out, i)
+		i = ix.nextSameName[i]
+	}
+	return out
+}
+
+// current returns the index of the provider's current snapshot, nil when
+// there is none yet.
+func (s *server) current() *index {
+	snap := s.p.Snapshot()
+	if snap == nil {
+		return nil
+	}
+	if ix := s.idx.Load(); ix != nil && ix.snap == snap {
+		return ix
+	}
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	if ix := s.idx.Load(); ix != nil && ix.snap == snap {
+		return ix
+	}
+	ix := buildIndex(snap)
+	s.idx.Store(ix)
+	return ix
+}
+
+// topK keeps the k smallest items pushed, by cmp, in a bounded max-heap:
+// O(n log k) over n items and no copy of them. Sorting 150 000 pods to
+// answer "the top 10" would cost more than the rest of the request.
+type topK[T any] struct {
+	k   int
+	cmp func(a, b T) int
+	h   []T // max-heap: h[0] is the largest kept item
+}
+
+func newTopK[T any](k int, cmp func(a, b T) int) *topK[T] {
+	return &topK[T]{k: k, cmp: cmp, h: make([]T, 0, k)}
+}
+
+func (t *topK[T]) push(it T) {
+	if len(t.h) < t.k {
+		t.h = append(t.h, it)
+		for i := len(t.h) - 1; i > 0; {
+			parent := (i - 1) / 2
+			if t.cmp(t.h[i], t.h[parent]) <= 0 {
+				break
+			}
+			t.h[i], t.h[parent] = t.h[parent], t.h[i]
+			i = parent
+		}
+		return
+	}
+	if t.cmp(it, t.h[0]) >= 0 {
+		return
+	}
+	t.h[0] = it
+	for i := 0; ; {
+		l, r, top := 2*i+1, 2*i+2, i
+		if l < len(t.h) && t.cmp(t.h[l], t.h[top]) > 0 {
+			top = l
+		}
+		if r < len(t.h) && t.cmp(t.h[r], t.h[top]) > 0 {
+			top = r
+		}
+		if top == i {
+			return
+		}
+		t.h[i], t.h[top] = t.h[top], t.h[i]
+		i = top
+	}
+}
+
+// sorted returns the kept items in cmp order.
+func (t *topK[T]) sorted() []T {
+	slices.SortFunc(t.h, t.cmp)
+	return t.h
+}
+
+// selectItems returns the candidates that keep accepts, in cmp order when
+// cmp is set (else in the candidates' order), at most limit of them (0:
+// all), and how many matched in all.
+func selectItems[T any](candidates iter.Seq[T], keep func(T) bool, cmp func(a, b T) int, limit int) ([]T, int) {
+	total := 0
+	if cmp != nil && limit > 0 {
+		top := newTopK(limit, cmp)
+		for e := range candidates {
+			if keep(e) {
+				total++
+				top.push(e)
+			}
+		}
+		return top.sorted(), total
+	}
+	var out []T
+	for e := range candidates {
+		if !keep(e) {
+			continue
+		}
+		total++
+		if limit == 0 || len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	if cmp != nil {
+		slices.SortFunc(out, cmp)
+	}
+	return out, total
+}
+
+// inOrder yields items forwards, or backwards when desc.
+func inOrder[T any](items []T, desc bool) iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for i := range items {
+			if desc {
+				i = len(items) - 1 - i
+			}
+			if !yield(items[i]) {
+				return
+			}
+		}
+	}
+}
+
+// podsAt yields the pods at the given positions, backwards when desc.
+func (ix *index) podsAt(positions []int32, desc bool) iter.Seq[podEntry] {
+	return func(yield func(podEntry) bool) {
+		for i := range positions {
+			if desc {
+				i = len(positions) - 1 - i
+			}
+			if !yield(ix.pods[positions[i]]) {
+				return
+			}
+		}
+	}
+}
