@@ -1,0 +1,233 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "k8smon.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; components append -agent, -aggregator (so 50 chars). */}}
+{{- define "k8smon.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "k8smon.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "k8smon.labels" -}}
+helm.sh/chart: {{ include "k8smon.chart" . }}
+app.kubernetes.io/name: {{ include "k8smon.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: k8s-llm-monitor
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of a component: (dict "ctx" $ "component" "agent"). */}}
+{{- define "k8smon.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "k8smon.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "k8smon.componentLabels" -}}
+{{ include "k8smon.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "k8smon.agent.serviceAccountName" -}}
+{{- if .Values.agent.serviceAccount.create }}
+{{- default (printf "%s-agent" (include "k8smon.fullname" .)) .Values.agent.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.agent.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "k8smon.aggregator.serviceAccountName" -}}
+{{- if .Values.aggregator.serviceAccount.create }}
+{{- default (printf "%s-aggregator" (include "k8smon.fullname" .)) .Values.aggregator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.aggregator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference: (dict "ctx" $ "image" .Values.agent.image). */}}
+{{- define "k8smon.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the NATS credentials. */}}
+{{- define "k8smon.natsSecretName" -}}
+{{- default (printf "%s-nats" (include "k8smon.fullname" .)) .Values.nats.auth.existingSecret }}
+{{- end }}
+
+{{- define "k8smon.embeddedNATS" -}}
+{{- if not .Values.nats.url }}true{{ end }}
+{{- end }}
+
+{{/* The aggregator's Service, which also carries the embedded NATS port. */}}
+{{- define "k8smon.aggregator.serviceHost" -}}
+{{- printf "%s-aggregator.%s.svc.%s" (include "k8smon.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{/* The URL agents connect to: the embedded server's Service, or nats.url. */}}
+{{- define "k8smon.agent.natsURL" -}}
+{{- if .Values.nats.url }}
+{{- .Values.nats.url }}
+{{- else }}
+{{- printf "%s://%s:%d" (ternary "tls" "nats" .Values.nats.tls.enabled) (include "k8smon.aggregator.serviceHost" .) (int .Values.nats.port) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rendering checks that the schema cannot express; each failure names the
+values to change.
+*/}}
+{{- define "k8smon.validate" -}}
+{{- $embedded := not .Values.nats.url }}
+{{- if and $embedded (gt (int .Values.aggregator.replicaCount) 1) }}
+{{- fail (printf "aggregator.replicaCount=%d needs an external NATS: set nats.url (see examples/external-nats.yaml). With the embedded NATS server every replica would run its own server and each agent would reach only one of them." (int .Values.aggregator.replicaCount)) }}
+{{- end }}
+{{- if .Values.nats.auth.enabled }}
+{{- if and $embedded (eq .Values.nats.auth.type "creds") }}
+{{- fail "nats.auth.type=creds needs an operator-configured NATS server: use token or userPassword with the embedded server, or set nats.url" }}
+{{- end }}
+{{- if and (not .Values.nats.auth.existingSecret) (eq .Values.nats.auth.type "creds") }}
+{{- fail "nats.auth.type=creds reads the credentials file from a Secret: set nats.auth.existingSecret (and nats.auth.credsKey)" }}
+{{- end }}
+{{- if and (not $embedded) (not .Values.nats.auth.existingSecret) }}
+{{- if and (eq .Values.nats.auth.type "token") (not .Values.nats.auth.token) }}
+{{- fail "an external NATS (nats.url) checks its own credentials: set nats.auth.existingSecret (recommended) or nats.auth.token, or nats.auth.enabled=false if it needs none" }}
+{{- end }}
+{{- if and (eq .Values.nats.auth.type "userPassword") (not .Values.nats.auth.password) }}
+{{- fail "an external NATS (nats.url) checks its own credentials: set nats.auth.existingSecret (recommended) or nats.auth.user and nats.auth.password" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.nats.tls.enabled $embedded (not .Values.nats.tls.certSecret) }}
+{{- fail (printf "nats.tls.enabled with the embedded NATS server needs its certificate: set nats.tls.certSecret to a kubernetes.io/tls Secret whose certificate names %s" (include "k8smon.aggregator.serviceHost" .)) }}
+{{- end }}
+{{- if and .Values.agent.gpu.enabled .Values.agent.gpu.nodeSelector (not .Values.agent.gpu.runtimeClassName) (not .Values.agent.gpu.env) }}
+{{- fail "agent.gpu.enabled: set agent.gpu.runtimeClassName or agent.gpu.env, or the GPU DaemonSet is the same as the main one" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "agent").
+*/}}
+{{- define "k8smon.natsEnv" -}}
+{{- $v := .ctx.Values.nats }}
+{{- $secret := include "k8smon.natsSecretName" .ctx }}
+{{- if $v.auth.enabled }}
+{{- if eq $v.auth.type "token" }}
+- name: K8SMON_NATS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.tokenKey }}
+{{- else if eq $v.auth.type "userPassword" }}
+- name: K8SMON_NATS_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.userKey }}
+- name: K8SMON_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.passwordKey }}
+{{- else if eq $v.auth.type "creds" }}
+- name: K8SMON_NATS_CREDS_FILE
+  value: /etc/k8s-llm-monitor/nats-creds/{{ $v.auth.credsKey }}
+{{- end }}
+{{- end }}
+{{- if $v.tls.enabled }}
+{{- if $v.tls.caSecret }}
+- name: K8SMON_NATS_TLS_CA_FILE
+  value: /etc/k8s-llm-monitor/nats-ca/{{ $v.tls.caKey }}
+{{- end }}
+{{- if and $v.tls.certSecret (or $v.url (eq .component "aggregator")) }}
+- name: K8SMON_NATS_TLS_CERT_FILE
+  value: /etc/k8s-llm-monitor/nats-tls/tls.crt
+- name: K8SMON_NATS_TLS_KEY_FILE
+  value: /etc/k8s-llm-monitor/nats-tls/tls.key
+{{- end }}
+{{- if $v.tls.insecureSkipVerify }}
+- name: K8SMON_NATS_TLS_INSECURE_SKIP_VERIFY
+  value: "true"
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Volume mounts for the NATS credentials and TLS files. */}}
+{{- define "k8smon.natsVolumeMounts" -}}
+{{- $v := .ctx.Values.nats }}
+{{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
+- name: nats-creds
+  mountPath: /etc/k8s-llm-monitor/nats-creds
+  readOnly: true
+{{- end }}
+{{- if $v.tls.enabled }}
+{{- if $v.tls.caSecret }}
+- name: nats-ca
+  mountPath: /etc/k8s-llm-monitor/nats-ca
+  readOnly: true
+{{- end }}
+{{- if and $v.tls.certSecret (or $v.url (eq .component "aggregator")) }}
+- name: nats-tls
+  mountPath: /etc/k8s-llm-monitor/nats-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Volumes for the NATS credentials and TLS files; only the needed keys. */}}
+{{- define "k8smon.natsVolumes" -}}
+{{- $v := .ctx.Values.nats }}
+{{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
+- name: nats-creds
+  secret:
+    secretName: {{ include "k8smon.natsSecretName" .ctx }}
+    defaultMode: 0444
+    items:
+      - key: {{ $v.auth.credsKey }}
+        path: {{ $v.auth.credsKey }}
+{{- end }}
+{{- if $v.tls.enabled }}
+{{- if $v.tls.caSecret }}
+- name: nats-ca
+  secret:
+    secretName: {{ $v.tls.caSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ $v.tls.caKey }}
+        path: {{ $v.tls.caKey }}
+{{- end }}
+{{- if and $v.tls.certSecret (or $v.url (eq .component "aggregator")) }}
+- name: nats-tls
+  secret:
+    secretName: {{ $v.tls.certSecret }}
+    defaultMode: 0444
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- end }}
