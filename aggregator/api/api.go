@@ -52,6 +52,11 @@ type Options struct {
 	// Collectors are registered on the handler's own registry beside its
 	// self-metrics, so other packages (ingest, kube) appear on /metrics.
 	Collectors []prometheus.Collector
+	// Gatherer, when set, is served on /metrics too: a registry the rest
+	// of the binary registers on (ingest counters, Go runtime and process
+	// collectors). The handler adds no runtime collectors of its own, so
+	// the two never export the same family.
+	Gatherer prometheus.Gatherer
 	// Extra registers further routes, such as /api/vms, on the same mux.
 	// They get the same panic recovery and request metrics.
 	Extra func(mux *http.ServeMux)
@@ -116,7 +121,11 @@ func New(p Provider, opts Options) http.Handler {
 	mux.Handle(RouteSnapshot, s.get(s.snapshot))
 	mux.Handle(RouteHealthz, s.get(s.healthz))
 	mux.Handle(RouteReadyz, s.get(s.readyz))
-	mux.Handle(RouteMetrics, s.get(metricsHandler(reg, log)))
+	var gatherer prometheus.Gatherer = reg
+	if opts.Gatherer != nil {
+		gatherer = prometheus.Gatherers{reg, opts.Gatherer}
+	}
+	mux.Handle(RouteMetrics, s.get(metricsHandler(gatherer, log)))
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	}))

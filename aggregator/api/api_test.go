@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -104,8 +105,11 @@ func TestMetricsSwitchesAndSelfMetrics(t *testing.T) {
 	}{{"object metrics on", true}, {"object metrics off", false}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			extra := prometheus.NewCounter(prometheus.CounterOpts{Name: "k8smon_ingest_reports_total", Help: "test"})
-			h := New(fixtureStore(t), Options{ObjectMetrics: tt.objects, Collectors: []prometheus.Collector{extra}})
+			extra := prometheus.NewCounter(prometheus.CounterOpts{Name: "k8smon_vm_watch_errors_total", Help: "test"})
+			binary := prometheus.NewRegistry()
+			binary.MustRegister(collectors.NewGoCollector(),
+				prometheus.NewCounter(prometheus.CounterOpts{Name: "k8smon_ingest_reports_total", Help: "test"}))
+			h := New(fixtureStore(t), Options{ObjectMetrics: tt.objects, Collectors: []prometheus.Collector{extra}, Gatherer: binary})
 			get(h, "/api/v1/metrics/nodes/node-1")
 			get(h, "/api/v1/metrics/nodes/nope")
 			do(h, http.MethodPost, "/api/v1/metrics/cluster")
@@ -119,8 +123,9 @@ func TestMetricsSwitchesAndSelfMetrics(t *testing.T) {
 			assert.Contains(t, body, `k8smon_http_requests_total{code="405",route="/api/v1/metrics/cluster"} 1`)
 			assert.Contains(t, body, `k8smon_http_requests_total{code="404",route="unmatched"} 1`)
 			assert.Contains(t, body, `k8smon_http_request_duration_seconds_bucket{code="200",route="/api/v1/metrics/nodes/{name}",le="+Inf"} 1`)
+			assert.Contains(t, body, "k8smon_vm_watch_errors_total 0")
 			assert.Contains(t, body, "k8smon_ingest_reports_total 0")
-			assert.Contains(t, body, "go_goroutines")
+			assert.Equal(t, 1, strings.Count(body, "# TYPE go_goroutines "), "one copy of the runtime metrics")
 		})
 	}
 }

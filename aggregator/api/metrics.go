@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
@@ -34,9 +33,7 @@ func newSelfMetrics(reg *prometheus.Registry) *selfMetrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "code"}),
 	}
-	reg.MustRegister(m.requests, m.duration,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.requests, m.duration)
 	return m
 }
 
@@ -51,8 +48,8 @@ func (m *selfMetrics) observe(route string, code int, d time.Duration) {
 	m.duration.WithLabelValues(route, c).Observe(d.Seconds())
 }
 
-func metricsHandler(reg *prometheus.Registry, log *slog.Logger) handlerFunc {
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+func metricsHandler(g prometheus.Gatherer, log *slog.Logger) handlerFunc {
+	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{
 		// A collector error (say, a duplicate series from a malformed
 		// snapshot) must not blank the whole scrape.
 		ErrorHandling: promhttp.ContinueOnError,
