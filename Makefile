@@ -6,12 +6,36 @@ LDFLAGS := -s -w -X github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version.Ve
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test bench lint fmt tidy-check run clean
+.PHONY: all build build-agent build-aggregator test bench lint fmt tidy-check run clean \
+	images helm manifests manifests-check chart-lint chart-check
+
+# Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
+# $(IMAGE_REGISTRY)/aggregator:$(IMAGE_TAG).
+IMAGE_REGISTRY ?= ghcr.io/k8s-llm-monitor
+IMAGE_TAG ?= $(VERSION)
+DOCKER ?= docker
+
+# helm, built from the Go module proxy into .cache/ (a few minutes the first
+# time), with the version stamps its release builds carry: its own version,
+# and the Kubernetes version of the client-go it is built with (1.37), which
+# `helm lint` and `helm template` use as the cluster version.
+HELM_VERSION := v3.22.0
+HELM := $(CURDIR)/.cache/bin/helm-$(HELM_VERSION)
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/internal/version.metadata= \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
 
 all: build
 
-build: ## build bin/agent and bin/aggregator
+build: build-agent build-aggregator ## build bin/agent and bin/aggregator
+
+# The Dockerfiles run these two targets, so images and local builds share
+# their flags.
+build-agent: ## bin/agent: cgo, because go-nvml dlopens libnvidia-ml.so.1
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/agent ./agent
+
+build-aggregator: ## bin/aggregator: static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/aggregator ./aggregator
 
 test: lint ## unit tests with the race detector
@@ -40,3 +64,26 @@ run: ## run the agent once on this machine and print its report
 
 clean:
 	rm -rf $(BIN)
+
+images: ## build both container images with docker (VERSION, IMAGE_REGISTRY, IMAGE_TAG)
+	$(DOCKER) build -f Dockerfile.agent --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) .
+	$(DOCKER) build -f Dockerfile.aggregator --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/aggregator:$(IMAGE_TAG) .
+
+$(HELM):
+	@mkdir -p $(@D) .cache/helm-build
+	GOBIN=$(CURDIR)/.cache/helm-build $(GO) install -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv .cache/helm-build/helm $@
+
+helm: $(HELM) ## build the cached helm
+
+manifests: $(HELM) ## render the chart into deploy/ and test/chart/testdata/
+	scripts/render-manifests.sh $(HELM)
+
+manifests-check: $(HELM) ## fail when deploy/ or test/chart/testdata/ differ from the chart
+	HELM=$(HELM) scripts/chart-check.sh manifests
+
+chart-lint: $(HELM) ## helm lint with the default values and each example
+	HELM=$(HELM) scripts/chart-check.sh lint
+
+chart-check: $(HELM) ## helm lint, template checks (bad values must fail), NOTES, manifests-check
+	HELM=$(HELM) scripts/chart-check.sh all
