@@ -2,29 +2,24 @@ package api
 
 import (
 	"cmp"
+	"hash/maphash"
 	"iter"
 	"slices"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
 
-// index holds one snapshot's nodes and pods in key order, and pods grouped
-// by namespace, node and name, so that filtered lists walk only what can
-// match and come out sorted without sorting the whole cluster per request.
-// It is built once per snapshot, on the first request that needs it.
+// index holds one snapshot's nodes and pods in key order so that lists
+// come out sorted without sorting the whole cluster per request. It is
+// built once per snapshot, on the first request that needs it, and kept
+// cheap to build: one sort, and no per-pod map operations.
 type index struct {
 	snap  *model.MetricsSnapshot
 	nodes []nodeEntry
 	pods  []podEntry
-	// Groups hold positions in pods, in key order: four bytes a pod
-	// rather than a copy of its entry.
-	byNamespace map[string][]int32
-	byNode      map[string][]int32
-	// Pod names are nearly unique, so instead of 150 000 one-element
-	// groups, byName holds the first pod of each name and nextSameName
-	// chains the others (-1 ends a chain).
-	byName       map[string]int32
-	nextSameName []int32
+	// namespaces maps a namespace to its range [lo, hi) in pods: key order
+	// keeps a namespace's pods together.
+	namespaces map[string][2]int32
 }
 
 type nodeEntry struct {
@@ -35,7 +30,8 @@ type nodeEntry struct {
 // podEntry keeps the snapshot's map key (the order json.Marshal gives the
 // snapshot's podMetrics object) and copies of what filters and sorts read,
 // so that a scan of 150 000 pods walks this slice instead of following a
-// pointer per pod.
+// pointer per pod. Node and name filters compare the hashes first and read
+// the pod's strings only on a hash match.
 type podEntry struct {
 	key                        string
 	m                          *model.PodMetrics
@@ -44,16 +40,23 @@ type podEntry struct {
 	// pos is the entry's place in index.pods, which is key order: ties in
 	// a sort break on it without reading the key's bytes.
 	pos                    int32
+	nodeHash, nameHash     uint32
 	phase                  uint8 // 1 + index in podPhases; 0 for anything else
 	known                  bool  // usage known
 	cpuLimited, memLimited bool
 }
 
+// hashSeed is per process: the hashes never leave it.
+var hashSeed = maphash.MakeSeed()
+
+func hash32(s string) uint32 { return uint32(maphash.String(hashSeed, s)) }
+
 func newPodEntry(key string, p *model.PodMetrics) podEntry {
 	return podEntry{
 		key: key, m: p,
 		cpu: float64(p.CPUUsage), mem: float64(p.MemoryUsage), cpuRate: p.CPUUsageRate, memRate: p.MemoryUsageRate,
-		restarts: p.Restarts, phase: phaseCode(p.Phase), known: p.UsageSource != "",
+		restarts: p.Restarts, nodeHash: hash32(p.NodeName), nameHash: hash32(p.PodName),
+		phase: phaseCode(p.Phase), known: p.UsageSource != "",
 		cpuLimited: p.CPULimit > 0, memLimited: p.MemoryLimit > 0,
 	}
 }
@@ -69,12 +72,10 @@ func phaseCode(phase string) uint8 {
 
 func buildIndex(s *model.MetricsSnapshot) *index {
 	ix := &index{
-		snap:        s,
-		nodes:       make([]nodeEntry, 0, len(s.NodeMetrics)),
-		pods:        make([]podEntry, 0, len(s.PodMetrics)),
-		byNamespace: map[string][]int32{},
-		byNode:      make(map[string][]int32, len(s.NodeMetrics)),
-		byName:      make(map[string]int32, len(s.PodMetrics)),
+		snap:       s,
+		nodes:      make([]nodeEntry, 0, len(s.NodeMetrics)),
+		pods:       make([]podEntry, 0, len(s.PodMetrics)),
+		namespaces: map[string][2]int32{},
 	}
 	for name, n := range s.NodeMetrics {
 		if n != nil {
@@ -88,34 +89,25 @@ func buildIndex(s *model.MetricsSnapshot) *index {
 		}
 	}
 	slices.SortFunc(ix.pods, func(a, b podEntry) int { return cmp.Compare(a.key, b.key) })
-	ix.nextSameName = make([]int32, len(ix.pods))
+	lo := 0
 	for i := range ix.pods {
 		ix.pods[i].pos = int32(i)
-		p := ix.pods[i].m
-		ix.byNamespace[p.Namespace] = append(ix.byNamespace[p.Namespace], int32(i))
-		ix.byNode[p.NodeName] = append(ix.byNode[p.NodeName], int32(i))
-	}
-	// Backwards, so each chain runs in key order.
-	for i := len(ix.pods) - 1; i >= 0; i-- {
-		name := ix.pods[i].m.PodName
-		ix.nextSameName[i] = -1
-		if next, ok := ix.byName[name]; ok {
-			ix.nextSameName[i] = next
+		ns := ix.pods[i].m.Namespace
+		if i+1 == len(ix.pods) || ix.pods[i+1].m.Namespace != ns {
+			ix.namespaces[ns] = [2]int32{int32(lo), int32(i + 1)}
+			lo = i + 1
 		}
-		ix.byName[name] = int32(i)
 	}
 	return ix
 }
 
-// podsNamed returns the positions of the pods with that name, in key order.
-func (ix *index) podsNamed(name string) []int32 {
-	var out []int32
-	i, ok := ix.byName[name]
-	for ok && i >= 0 {
-		out = append(out, i)
-		i = ix.nextSameName[i]
+// podsIn returns the pods of a namespace, in key order.
+func (ix *index) podsIn(namespace string) []podEntry {
+	r, ok := ix.namespaces[namespace]
+	if !ok {
+		return nil
 	}
-	return out
+	return ix.pods[r[0]:r[1]]
 }
 
 // current returns the index of the provider's current snapshot, nil when
@@ -221,28 +213,16 @@ func selectItems[T any](candidates iter.Seq[T], keep func(T) bool, cmp func(a, b
 	return out, total
 }
 
-// inOrder yields items forwards, or backwards when desc.
-func inOrder[T any](items []T, desc bool) iter.Seq[T] {
-	return func(yield func(T) bool) {
+// inOrder yields pointers to items forwards, or backwards when desc;
+// pointers, because pod entries are too large to copy at every step of a
+// 150 000-pod scan.
+func inOrder[T any](items []T, desc bool) iter.Seq[*T] {
+	return func(yield func(*T) bool) {
 		for i := range items {
 			if desc {
 				i = len(items) - 1 - i
 			}
-			if !yield(items[i]) {
-				return
-			}
-		}
-	}
-}
-
-// podsAt yields the pods at the given positions, backwards when desc.
-func (ix *index) podsAt(positions []int32, desc bool) iter.Seq[podEntry] {
-	return func(yield func(podEntry) bool) {
-		for i := range positions {
-			if desc {
-				i = len(positions) - 1 - i
-			}
-			if !yield(ix.pods[positions[i]]) {
+			if !yield(&items[i]) {
 				return
 			}
 		}

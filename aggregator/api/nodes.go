@@ -19,11 +19,11 @@ func (s *server) nodes(w http.ResponseWriter, r *http.Request) error {
 	if ix == nil {
 		return errNoSnapshot
 	}
-	var cmp func(a, b nodeEntry) int
+	var cmp func(a, b *nodeEntry) int
 	if q.sort != "" {
 		cmp = q.compare
 	}
-	keep := func(e nodeEntry) bool { return q.matches(e.m, s.thresholds) }
+	keep := func(e *nodeEntry) bool { return q.matches(e.m, s.thresholds) }
 	items, total := selectItems(inOrder(ix.nodes, q.desc && q.sort == ""), keep, cmp, q.limit)
 	return streamList(w, total, len(items), func(i int) any { return items[i].m })
 }
@@ -51,7 +51,7 @@ func (q *nodeQuery) matches(n *model.NodeMetrics, t model.Thresholds) bool {
 // compare orders nodes by the sort key's usage rate (descending when
 // asked), nodes without that measure (no capacity known, no GPU) last in
 // either order, then by name: a total order, so results are stable.
-func (q *nodeQuery) compare(a, b nodeEntry) int {
+func (q *nodeQuery) compare(a, b *nodeEntry) int {
 	va, oka := nodeRate(a.m, q.sort)
 	vb, okb := nodeRate(b.m, q.sort)
 	switch {

@@ -19,51 +19,39 @@ func (s *server) pods(w http.ResponseWriter, r *http.Request) error {
 	if ix == nil {
 		return errNoSnapshot
 	}
-	// Walk the smallest group that can hold the answer; matches checks
-	// the other conditions. Without a sort, the walk's order (key order,
-	// reversed for order=desc) is the answer's order.
-	desc := q.desc && q.sort == ""
-	candidates, size := inOrder(ix.pods, desc), len(ix.pods)
-	for _, g := range []struct {
-		value string
-		group func(string) []int32
-	}{
-		{q.namespace, func(v string) []int32 { return ix.byNamespace[v] }},
-		{q.node, func(v string) []int32 { return ix.byNode[v] }},
-		{q.name, ix.podsNamed},
-	} {
-		if g.value == "" {
-			continue
-		}
-		if group := g.group(g.value); len(group) < size || len(group) == 0 {
-			candidates, size = ix.podsAt(group, desc), len(group)
-		}
+	// A namespace's pods are one range of the index; every other filter
+	// is a scan of the (contiguous, pointer-free) entries. Without a sort,
+	// the walk's order (key order, reversed for order=desc) is the answer's.
+	candidates := ix.pods
+	if q.namespace != "" {
+		candidates = ix.podsIn(q.namespace)
 	}
-	var cmp func(a, b podEntry) int
+	var cmp func(a, b *podEntry) int
 	if q.sort != "" {
 		cmp = q.compare
 	}
-	items, total := selectItems(candidates, q.matches, cmp, q.limit)
+	q.nodeHash, q.nameHash = hash32(q.node), hash32(q.name)
+	items, total := selectItems(inOrder(candidates, q.desc && q.sort == ""), q.matches, cmp, q.limit)
 	return streamList(w, total, len(items), func(i int) any { return items[i].m })
 }
 
-func (q *podQuery) matches(e podEntry) bool {
+func (q *podQuery) matches(e *podEntry) bool {
 	switch {
-	case q.phaseCode != 0 && (e.phase == q.phaseCode) == q.phaseNot,
+	case q.node != "" && e.nodeHash != q.nodeHash,
+		q.name != "" && e.nameHash != q.nameHash,
+		q.phaseCode != 0 && (e.phase == q.phaseCode) == q.phaseNot,
 		q.minMemoryLimitRate >= 0 && (!e.memLimited || e.memRate < q.minMemoryLimitRate),
 		q.minCPULimitRate >= 0 && (!e.cpuLimited || e.cpuRate < q.minCPULimitRate):
 		return false
 	}
-	// The string filters last: they read the pod itself.
-	return (q.namespace == "" || e.m.Namespace == q.namespace) &&
-		(q.node == "" || e.m.NodeName == q.node) &&
-		(q.name == "" || e.m.PodName == q.name)
+	// Hashes can collide: confirm on the pod itself, which is rarely read.
+	return (q.node == "" || e.m.NodeName == q.node) && (q.name == "" || e.m.PodName == q.name)
 }
 
 // compare orders pods by the sort key (descending when asked), pods
 // without that measure (no usage known, no limit for a rate) last in
 // either order, then by namespace/name.
-func (q *podQuery) compare(a, b podEntry) int {
+func (q *podQuery) compare(a, b *podEntry) int {
 	va, oka := podValue(a, q.sort)
 	vb, okb := podValue(b, q.sort)
 	switch {
@@ -81,7 +69,7 @@ func (q *podQuery) compare(a, b podEntry) int {
 	return cmp.Compare(a.pos, b.pos)
 }
 
-func podValue(e podEntry, key string) (float64, bool) {
+func podValue(e *podEntry, key string) (float64, bool) {
 	switch key {
 	case SortCPU:
 		return e.cpu, e.known

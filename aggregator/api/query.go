@@ -68,6 +68,8 @@ type podQuery struct {
 	phaseNot              bool
 	// Minimum usage rates against the limit; negative when not given.
 	minMemoryLimitRate, minCPULimitRate float64
+	// nodeHash and nameHash are hash32 of node and name, for the scan.
+	nodeHash, nameHash uint32
 }
 
 // queryReader checks parameters against the allowed set and reads them,

@@ -3,9 +3,11 @@ package state
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -616,4 +618,40 @@ func goldenInputs() Inputs {
 		},
 		VMs: []*model.VMMetrics{{ID: "uid-vm", Name: "vm-1", Namespace: "vms", Status: "Running", CPU: 2, Memory: "4Gi", Node: "cpu-2"}},
 	}
+}
+
+// TestBuildAtScale builds 16 000 pods with restarting pods spread over
+// them and GPU nodes known only from the device plugin, and checks the
+// GPU sums, the capped issue list and determinism.
+func TestBuildAtScale(t *testing.T) {
+	in := benchInputs(544)
+	restarting := 0
+	for i := 0; i < len(in.Pods); i += 200 {
+		withRestarts(3, "Error", t0.Add(-time.Minute))(in.Pods[i])
+		restarting++
+	}
+	require.Greater(t, restarting, MaxIssuesPerKind)
+	// One GPU pod per GPU node, on the nodes without NVML detail.
+	for name, e := range in.Reports {
+		if len(e.Report.Node.GPUs) > 0 {
+			r := *e.Report
+			r.Node.GPUs = nil
+			in.Reports[name] = ReportEntry{Report: &r, ReceivedAt: e.ReceivedAt}
+			in.Pods = append(in.Pods, kubePod("gpu", "job-"+name, name, withGPURequest("3")))
+		}
+	}
+	first := Build(in)
+	c := first.ClusterMetrics
+	gpuNodes := (len(in.Nodes) + 9) / 10
+	assert.Equal(t, 8*gpuNodes, c.TotalGPUs)
+	assert.Equal(t, 5*gpuNodes, c.AvailableGPUs)
+	listed := 0
+	for _, is := range c.Issues {
+		if strings.Contains(is, "is restarting") {
+			listed++
+		}
+	}
+	assert.Equal(t, MaxIssuesPerKind, listed)
+	assert.Equal(t, fmt.Sprintf("%d more pod issues not listed", restarting-MaxIssuesPerKind), c.Issues[len(c.Issues)-1])
+	assert.True(t, reflect.DeepEqual(first, Build(in)), "the same inputs give the same snapshot")
 }
