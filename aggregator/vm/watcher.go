@@ -40,6 +40,17 @@ type source struct {
 	gvr    schema.GroupVersionResource
 	parse  func(*unstructured.Unstructured) (Object, error)
 	logger *slog.Logger
+
+	// synced reports that the handler has seen the first full list;
+	// settled is closed once the source has synced or failed, which is
+	// all Start waits for.
+	synced     cache.InformerSynced
+	settled    chan struct{}
+	settleOnce sync.Once
+}
+
+func (s *source) settle() {
+	s.settleOnce.Do(func() { close(s.settled) })
 }
 
 // Watcher keeps the parsed VMs of every configured source current through
@@ -94,10 +105,11 @@ func NewWatcher(dyn dynamic.Interface, disco discovery.DiscoveryInterface, cfg c
 
 // Start checks each source's resource with discovery, skips those the API
 // server does not serve (with a status entry saying so), and starts
-// informers for the rest. It returns once every started informer has
-// synced, or with an error when ctx ends first; the informers then run
-// until ctx ends. A missing or failing source never fails Start: the VM
-// list just lacks its VMs.
+// informers for the rest. It returns once every started source has either
+// synced or failed its first list (forbidden, say), or with an error when
+// ctx ends first. The informers run until ctx ends; a source that failed
+// keeps retrying in the background and turns ok once it syncs. A missing
+// or failing source never fails Start: the VM list just lacks its VMs.
 func (w *Watcher) Start(ctx context.Context) error {
 	w.mu.Lock()
 	if w.started {
@@ -112,24 +124,21 @@ func (w *Watcher) Start(ctx context.Context) error {
 		return nil
 	}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(w.dyn, 0)
-	type pending struct {
-		src    *source
-		synced cache.InformerSynced
-	}
-	var waits []pending
+	var started []*source
 	for _, s := range w.sources {
 		if ok := w.served(ctx, s); !ok {
 			continue
 		}
 		inf := factory.ForResource(s.gvr).Informer()
+		s.settled = make(chan struct{})
 		if err := w.wire(s, inf); err != nil {
 			w.setStatus(s, model.SourceFailed, err.Error(), 0)
 			s.logger.Error("cannot watch VM resource", "resource", s.gvr.String(), "err", err)
 			continue
 		}
-		waits = append(waits, pending{s, inf.HasSynced})
+		started = append(started, s)
 	}
-	if len(waits) == 0 {
+	if len(started) == 0 {
 		return nil
 	}
 	begin := time.Now()
@@ -139,17 +148,33 @@ func (w *Watcher) Start(ctx context.Context) error {
 		<-ctx.Done()
 		factory.Shutdown()
 	}()
-	var err error
-	for _, p := range waits {
-		if !cache.WaitForCacheSync(ctx.Done(), p.synced) {
-			w.setStatus(p.src, model.SourceFailed, "informer did not sync before shutdown", 0)
-			err = fmt.Errorf("wait for %s informer to sync: %w", p.src.gvr.String(), context.Cause(ctx))
-			continue
-		}
-		w.setStatus(p.src, model.SourceOK, w.malformedReason(p.src.name), time.Since(begin))
-		p.src.logger.Info("watching VMs", "resource", p.src.gvr.String(), "objects", w.count(p.src.name))
+	for _, s := range started {
+		go w.awaitSync(ctx, s, begin)
 	}
-	return err
+	for _, s := range started {
+		select {
+		case <-s.settled:
+		case <-ctx.Done():
+			for _, s := range started {
+				if !s.synced() {
+					w.setStatus(s, model.SourceFailed, "informer did not sync before shutdown", 0)
+				}
+			}
+			return fmt.Errorf("wait for VM informers to sync: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// awaitSync marks a source ok once its informer has synced, however many
+// failed lists that took.
+func (w *Watcher) awaitSync(ctx context.Context, s *source, begin time.Time) {
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced) {
+		return
+	}
+	w.setStatus(s, model.SourceOK, w.malformedReason(s.name), time.Since(begin))
+	s.logger.Info("watching VMs", "resource", s.gvr.String(), "objects", w.count(s.name))
+	s.settle()
 }
 
 // served asks discovery whether the source's resource exists. Absent is
@@ -195,12 +220,16 @@ func (w *Watcher) wire(s *source, inf cache.SharedIndexInformer) error {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return
 		}
-		w.setStatus(s, model.SourceFailed, fmt.Sprintf("list/watch %s: %v", s.gvr.String(), err), 0)
-		s.logger.Warn("VM list/watch failed; keeping the last known VMs", "resource", s.gvr.String(), "err", err)
+		// The reflector retries with backoff; warn when the failure
+		// starts or changes, not on every retry.
+		if w.setFailed(s, fmt.Sprintf("list/watch %s: %v", s.gvr.String(), err)) {
+			s.logger.Warn("VM list/watch failed; keeping the last known VMs", "resource", s.gvr.String(), "err", err)
+		}
+		s.settle()
 	}); err != nil {
 		return fmt.Errorf("set watch error handler: %w", err)
 	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.upsert(s, obj) },
 		UpdateFunc: func(_, obj any) { w.upsert(s, obj) },
 		DeleteFunc: func(obj any) { w.remove(s, obj) },
@@ -208,6 +237,10 @@ func (w *Watcher) wire(s *source, inf cache.SharedIndexInformer) error {
 	if err != nil {
 		return fmt.Errorf("add event handler: %w", err)
 	}
+	// The handler's own sync, not the informer's: the informer's store
+	// fills before the handler has seen every object, and Objects reads
+	// what the handler parsed.
+	s.synced = reg.HasSynced
 	return nil
 }
 
@@ -321,6 +354,19 @@ func (w *Watcher) setStatus(s *source, st model.SourceState, reason string, took
 		ss.LastSuccess = time.Now().UTC()
 	}
 	w.status[name] = ss
+}
+
+// setFailed records a failure and says whether it is news.
+func (w *Watcher) setFailed(s *source, reason string) bool {
+	name := StatusPrefix + s.name
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old := w.status[name]
+	if old.Status == model.SourceFailed && old.Reason == reason {
+		return false
+	}
+	w.status[name] = model.SourceStatus{Name: name, Status: model.SourceFailed, Reason: reason, LastSuccess: old.LastSuccess}
+	return true
 }
 
 func (w *Watcher) count(source string) int {

@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -211,4 +213,31 @@ func TestWatcherStopsWithContext(t *testing.T) {
 
 func hasObject(w *Watcher, ns, name string) bool {
 	return slices.ContainsFunc(w.Objects(), func(o Object) bool { return o.Namespace == ns && o.Name == name })
+}
+
+func TestWatcherListForbiddenThenAllowed(t *testing.T) {
+	logger, logs := testLogger()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, loadObject(t, "vmi-running.yaml"))
+	var allowed atomic.Bool
+	dyn.PrependReactor("list", "virtualmachineinstances", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if allowed.Load() {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewForbidden(KubeVirtGVR.GroupResource(), "", errors.New("RBAC: access denied"))
+	})
+	w := NewWatcher(dyn, fakeDiscovery(kubevirtServed), config.VMConfig{KubeVirt: true}, false, logger)
+	// Start does not hang on a source that cannot list.
+	startWatcher(t, w)
+	st := w.Status()["vm:kubevirt"]
+	assert.Equal(t, model.SourceFailed, st.Status)
+	assert.Contains(t, st.Reason, "forbidden")
+	assert.Empty(t, w.Objects())
+
+	// Once RBAC is fixed, the informer's retry syncs and the source
+	// turns ok.
+	allowed.Store(true)
+	require.Eventually(t, func() bool {
+		return w.Status()["vm:kubevirt"].Status == model.SourceOK && len(w.Objects()) == 1
+	}, waitFor, tick)
+	assert.Equal(t, 1, strings.Count(logs.String(), "VM list/watch failed"), "one warning, not one per retry")
 }
