@@ -20,6 +20,7 @@ type apiError struct {
 	msg    string
 }
 
+// Error returns the message the client gets.
 func (e *apiError) Error() string { return e.msg }
 
 func errorf(status int, format string, args ...any) error {
@@ -203,6 +204,7 @@ type recordingWriter struct {
 	wrote  bool
 }
 
+// WriteHeader records the first status written.
 func (w *recordingWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.status, w.wrote = code, true
@@ -210,6 +212,7 @@ func (w *recordingWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write records an implicit 200 when nothing was written before.
 func (w *recordingWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.status, w.wrote = http.StatusOK, true
