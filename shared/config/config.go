@@ -68,7 +68,9 @@ type AgentConfig struct {
 	NodeIP        string        // agent.node_ip: default $NODE_IP
 	HostRoot      string        // agent.host_root: where the host's / is mounted
 	Listen        string        // agent.listen: /healthz, /readyz, /metrics; "" disables
-	SourceTimeout time.Duration // agent.source_timeout: each source's deadline
+	// SourceTimeout is each source's deadline per cycle (agent.source_timeout);
+	// 0 means DefaultSourceTimeout, capped at half the interval.
+	SourceTimeout time.Duration
 	Once          bool          // agent.once: print one report and exit
 	Kubelet       KubeletConfig
 	GPU           GPUConfig
@@ -148,7 +150,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("agent.node_ip", "")
 	v.SetDefault("agent.host_root", "/")
 	v.SetDefault("agent.listen", ":9102")
-	v.SetDefault("agent.source_timeout", DefaultSourceTimeout.String())
+	v.SetDefault("agent.source_timeout", "0")
 	v.SetDefault("agent.once", false)
 	v.SetDefault("agent.kubelet.enabled", true)
 	v.SetDefault("agent.kubelet.url", "")
@@ -246,7 +248,7 @@ func RegisterAgentFlags(fs *pflag.FlagSet) {
 	fs.String("node-ip", "", "this node's IP, used in the default kubelet URL (agent.node_ip; default $NODE_IP)")
 	fs.String("host-root", "/", "where the host's /, /proc and /sys are mounted in a container (agent.host_root)")
 	fs.String("listen", ":9102", "address for /healthz, /readyz and /metrics; empty disables (agent.listen)")
-	fs.Duration("source-timeout", DefaultSourceTimeout, "deadline of each data source per cycle (agent.source_timeout)")
+	fs.Duration("source-timeout", 0, "deadline of each data source per cycle; 0 = 5s, at most half the interval (agent.source_timeout)")
 	fs.Bool("once", false, "collect one report, print it as JSON on stdout and exit (needs no cluster, NATS or GPU)")
 	fs.String("kubelet-url", "", "kubelet base URL (agent.kubelet.url; default https://$NODE_IP:10250)")
 	fs.String("kubelet-token-file", DefaultServiceAccountTok, "bearer token file for the kubelet (agent.kubelet.token_file)")
@@ -400,6 +402,9 @@ func fill(v *viper.Viper, c *Config) error {
 	}
 	if c.Agent.NodeIP == "" {
 		c.Agent.NodeIP = os.Getenv("NODE_IP")
+	}
+	if c.Agent.SourceTimeout == 0 {
+		c.Agent.SourceTimeout = min(DefaultSourceTimeout, c.Metrics.CollectInterval/2)
 	}
 	if c.Agent.Kubelet.URL == "" && c.Agent.NodeIP != "" {
 		c.Agent.Kubelet.URL = "https://" + joinHostPort(c.Agent.NodeIP, "10250")

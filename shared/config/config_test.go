@@ -157,3 +157,15 @@ func TestCustomVMResources(t *testing.T) {
 	assert.Contains(t, errs[0].Error(), "vms.custom[1].name")
 	assert.Contains(t, errs[1].Error(), "vms.custom[1].resource")
 }
+
+func TestSourceTimeoutFollowsInterval(t *testing.T) {
+	cfg, err := Load(agentFlags(t, "--interval", "3"))
+	require.NoError(t, err)
+	assert.Equal(t, 1500*time.Millisecond, cfg.Agent.SourceTimeout)
+	cfg, err = Load(agentFlags(t))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultSourceTimeout, cfg.Agent.SourceTimeout)
+	cfg, err = Load(agentFlags(t, "--source-timeout", "2s", "--interval", "3"))
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Second, cfg.Agent.SourceTimeout)
+}

@@ -1,0 +1,271 @@
+// Command aggregator merges the agents' node reports with the API server
+// (informers) and metrics-server into cluster snapshots, serves them over
+// HTTP and publishes cluster events. By default it embeds a NATS server, so
+// one binary and its agents are a whole install.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/ingest"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/manager"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsserver"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config.RegisterAggregatorFlags(fs)
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `k8s-llm-monitor aggregator %s
+
+Merges agent reports (NATS), the API server and metrics-server into cluster
+snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
+/healthz, /readyz, /metrics. NATS: embedded on --nats-listen unless
+--nats-url names an existing server. Without a reachable cluster it runs
+standalone (agents only).
+
+Usage:
+  aggregator                                 embedded NATS, in-cluster or ~/.kube/config
+  aggregator --nats-url nats://nats:4222     use an existing NATS
+
+Every flag can also be set in the YAML file (--config) or as K8SMON_<KEY>,
+e.g. K8SMON_NATS_TOKEN. Flags:
+`, version.Version)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "%v\nRun 'aggregator --help' for the flags.\n", err)
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Version)
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "--log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := config.Load(fs)
+	if err != nil {
+		logger.Error("configuration", "error", err)
+		return 2
+	}
+	if errs := cfg.ValidateAggregator(); len(errs) > 0 {
+		for _, e := range errs {
+			logger.Error("invalid configuration", "error", e)
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, logger, nil); err != nil {
+		logger.Error("aggregator stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the aggregator until ctx ends. ready, when not nil, receives
+// the HTTP and NATS addresses once both listen (tests use it).
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- [2]string) error {
+	logger.Info("aggregator starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval)
+	id, _ := os.Hostname()
+	if id == "" {
+		id = "aggregator"
+	}
+
+	// NATS: embedded unless an external URL is configured.
+	var embedded *natsserver.Server
+	natsURL := cfg.NATS.URL
+	opts := cfg.NATS.NATSOptions("k8smon-aggregator " + id)
+	if natsURL == "" {
+		srv, err := natsserver.Start(cfg.NATS, logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		embedded, natsURL = srv, srv.ClientURL()
+		opts = append(opts, srv.InProcessOption())
+		logger.Info("embedded NATS listening; point agents' --nats-url at this host", "listen", cfg.NATS.Listen, "url", natsURL)
+	}
+	nc, err := nats.Connect(natsURL, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+
+	extra := prometheus.NewRegistry()
+	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ing, err := ingest.New(ingest.Config{
+		Prefix:     cfg.NATS.SubjectPrefix,
+		Registerer: extra,
+		Logger:     logger.With("component", "ingest"),
+		OnEvent: func(e *model.Event) {
+			logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := ing.Start(nc); err != nil {
+		return fmt.Errorf("subscribe to agent reports: %w", err)
+	}
+	defer ing.Close() //nolint:errcheck // best effort on the way out
+
+	// Kubernetes: optional; without it the aggregator runs on agents alone.
+	var clusterSrc manager.ClusterSource
+	cl, err := kube.Connect(cfg.Aggregator.Kubeconfig, logger.With("component", "kube"))
+	switch {
+	case errors.Is(err, kube.ErrStandalone):
+		logger.Warn("standalone mode: nodes and pods come from agents only", "reason", err)
+	case err != nil:
+		return err
+	default:
+		defer cl.Close()
+		if err := cl.Start(ctx, cfg.Metrics.Namespaces); err != nil && !errors.Is(err, kube.ErrNotSynced) {
+			return fmt.Errorf("start informers: %w", err)
+		} else if err != nil {
+			logger.Warn("informers not synced yet; serving what they have", "error", err)
+		}
+		clusterSrc = cl
+	}
+
+	// Virtual machines: KubeVirt VMIs and custom VM resources, when served.
+	var vmSrc *vm.Source
+	if cl != nil && (cfg.VMs.KubeVirt || (cfg.Metrics.EnableCustom && len(cfg.VMs.Custom) > 0)) {
+		dyn, err := dynamic.NewForConfig(cl.RESTConfig())
+		if err != nil {
+			return fmt.Errorf("create dynamic client for VM resources: %w", err)
+		}
+		w := vm.NewWatcher(dyn, cl.Client().Discovery(), cfg.VMs, cfg.Metrics.EnableCustom, logger.With("component", "vm"))
+		if err := w.Start(ctx); err != nil {
+			return fmt.Errorf("watch VM resources: %w", err)
+		}
+		vmSrc = vm.NewSource(w)
+	}
+
+	store := state.NewStore(state.StoreOptions{
+		History:    state.NewHistory(cfg.Metrics.CacheRetention, cfg.Aggregator.HistoryPoints),
+		Standalone: clusterSrc == nil,
+		MaxAge:     3 * cfg.Metrics.CollectInterval,
+	})
+	subject := wire.ClusterEventSubject(cfg.NATS.SubjectPrefix)
+	mopts := manager.Options{
+		Interval:       cfg.Metrics.CollectInterval,
+		StaleIntervals: cfg.Aggregator.StaleIntervals,
+		Thresholds:     model.DefaultThresholds(),
+		Reports:        ing,
+		Cluster:        clusterSrc,
+		MetricsServer:  cfg.Aggregator.MetricsServer,
+		Store:          store,
+		Logger:         logger.With("component", "manager"),
+		OnEvents: func(events []model.Event) {
+			for i := range events {
+				e := &events[i]
+				logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
+				data, err := wire.EncodeEvent(wire.KindClusterEvent, id, e)
+				if err == nil {
+					err = nc.Publish(subject, data)
+				}
+				if err != nil {
+					logger.Warn("cluster event not published", "type", e.Type, "error", err)
+				}
+			}
+		},
+	}
+	if vmSrc != nil {
+		mopts.VMs = vmSrc
+	}
+	mgr := manager.New(mopts)
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+
+	handler := api.New(store, api.Options{
+		Logger:        logger.With("component", "api"),
+		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
+		Gatherer:      extra,
+		Extra: func(mux *http.ServeMux) {
+			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
+				if s := store.Snapshot(); s != nil {
+					return s.VMs
+				}
+				return nil
+			})
+		},
+	})
+	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err)
+	}
+	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("HTTP server", "error", err)
+		}
+	}()
+	logger.Info("serving the HTTP API", "url", "http://"+localURL(ln.Addr()))
+	if ready != nil {
+		natsAddr := ""
+		if embedded != nil {
+			natsAddr = embedded.ClientURL()
+		}
+		ready <- [2]string{ln.Addr().String(), natsAddr}
+	}
+
+	<-ctx.Done()
+	logger.Info("aggregator stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(sctx)
+	_ = mgr.Stop()
+	<-mgrDone
+	if err := nc.Drain(); err != nil {
+		logger.Warn("drain NATS", "error", err)
+	}
+	return nil
+}
+
+// localURL turns a wildcard listen address into one a user can paste.
+func localURL(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return fmt.Sprintf("localhost:%d", tcp.Port)
+}
