@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version.Ve
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build build-agent build-aggregator test bench lint fmt tidy-check run clean \
+.PHONY: all build build-agent build-aggregator test bench lint fmt tidy-check run run-once clean \
 	images helm manifests manifests-check chart-lint chart-check
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
@@ -59,7 +59,10 @@ tidy-check:
 	  echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; git diff -- go.mod go.sum | head -40; \
 	  cp /tmp/k8smon.go.mod.bak go.mod; cp /tmp/k8smon.go.sum.bak go.sum; exit 1; fi
 
-run: ## run the agent once on this machine and print its report
+run: ## run the aggregator and an agent for this machine; prints the API URL
+	./scripts/run-local.sh
+
+run-once: ## print one node report of this machine as JSON and exit
 	$(GO) run ./agent --once --disable-kubelet
 
 clean:
