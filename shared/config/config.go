@@ -64,14 +64,14 @@ type NATSConfig struct {
 
 // AgentConfig is the "agent:" block.
 type AgentConfig struct {
-	NodeName      string        // agent.node_name: default $NODE_NAME, else the hostname
-	NodeIP        string        // agent.node_ip: default $NODE_IP
-	HostRoot      string        // agent.host_root: where the host's / is mounted
-	Listen        string        // agent.listen: /healthz, /readyz, /metrics; "" disables
+	NodeName string // agent.node_name: default $NODE_NAME, else the hostname
+	NodeIP   string // agent.node_ip: default $NODE_IP
+	HostRoot string // agent.host_root: where the host's / is mounted
+	Listen   string // agent.listen: /healthz, /readyz, /metrics; "" disables
 	// SourceTimeout is each source's deadline per cycle (agent.source_timeout);
 	// 0 means DefaultSourceTimeout, capped at half the interval.
 	SourceTimeout time.Duration
-	Once          bool          // agent.once: print one report and exit
+	Once          bool // agent.once: print one report and exit
 	Kubelet       KubeletConfig
 	GPU           GPUConfig
 	DiskMounts    []string // agent.disk.mounts: empty means every real filesystem
