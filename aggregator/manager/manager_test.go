@@ -198,3 +198,30 @@ func TestStartStop(t *testing.T) {
 	require.NoError(t, <-done)
 	assert.True(t, errors.Is(m.Start(context.Background()), ErrStopped))
 }
+
+// vmSource is an in-memory VMSource.
+type vmSource struct{ events []model.Event }
+
+func (v *vmSource) VMs([]*corev1.Pod, map[string]state.Usage, map[string]state.ReportEntry, time.Time) ([]*model.VMMetrics, []model.Event) {
+	vm := &model.VMMetrics{ID: "u1", Name: "db", Namespace: "vms", Status: "Running", CPU: 2, Memory: "4Gi",
+		Detail: &model.VMDetail{AllocatedCPU: 2000, AllocatedMemory: 4 << 30}}
+	return []*model.VMMetrics{vm}, v.events
+}
+func (v *vmSource) Status() map[string]model.SourceStatus {
+	return map[string]model.SourceStatus{"vm:kubevirt": {Name: "vm:kubevirt", Status: model.SourceOK}}
+}
+
+func TestVMsInSnapshotAndEvents(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	var events []model.Event
+	m := newManager(rs, &cluster{}, &now, &events)
+	m.o.VMs = &vmSource{events: []model.Event{{Type: model.EventVMStarted, Namespace: "vms", Name: "db"}}}
+	require.NoError(t, m.Collect(context.Background()))
+	snap := m.GetLatestSnapshot()
+	require.Len(t, snap.VMs, 1)
+	assert.Equal(t, 1, snap.ClusterMetrics.TotalVMs)
+	assert.Equal(t, model.SourceOK, snap.ClusterMetrics.Sources["vm:kubevirt"].Status)
+	require.Len(t, events, 1)
+	assert.Equal(t, model.EventVMStarted, events[0].Type)
+}
