@@ -1,0 +1,414 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
+)
+
+// env is the whole system under test: the control plane, the simulated
+// nodes (Node objects and fake kubelets), the aggregator and the agents.
+type env struct {
+	root       *testing.T // owns what subtests start for later subtests
+	cp         *controlPlane
+	logs       string
+	productBin string
+	kubeletKP  *keyPair
+	tokenFile  string
+	kubelets   map[string]*fakeKubelet
+	agents     map[string]*process
+	agg        *aggregator
+	events     chan *model.Event
+}
+
+const kubeletToken = "e2e-agent-token"
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{root: t, kubelets: map[string]*fakeKubelet{}, agents: map[string]*process{}}
+	e.productBin = buildProduct(t)
+	e.cp = startControlPlane(t)
+	e.logs = e.cp.logs
+	e.kubeletKP = e.cp.ca.issue(t, "kubelet", nil, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
+	e.tokenFile = writeFile(t, e.cp.dir, "kubelet-token", kubeletToken+"\n")
+	for _, ns := range []string{"default", "kube-system", "team-a", "team-b"} {
+		e.cp.createNamespace(t, ns)
+	}
+	return e
+}
+
+// addNode creates a Node served by a new fake kubelet.
+func (e *env) addNode(t *testing.T, n nodeSpec) *fakeKubelet {
+	t.Helper()
+	k := startFakeKubelet(t, e.root, n.name, e.kubeletKP)
+	e.kubelets[n.name] = k
+	e.cp.createNode(t, n, k.port)
+	return k
+}
+
+// addPod creates the pod and gives its node's fake kubelet its numbers.
+func (e *env) addPod(t *testing.T, p podSpec, fp fakePod) *corev1.Pod {
+	t.Helper()
+	obj := e.cp.createPod(t, p)
+	fp.Namespace, fp.Name, fp.UID, fp.Container = p.namespace, p.name, string(obj.UID), "app"
+	fp.Start = obj.Status.StartTime.Time
+	e.kubelets[p.node].setPod(fp)
+	return obj
+}
+
+func (e *env) startAgent(t *testing.T, node string) {
+	t.Helper()
+	e.agents[node] = startAgent(t, e.root, e.productBin, e.logs, node, e.kubelets[node], e.cp.caFile, e.tokenFile, e.agg.natsURL)
+}
+
+// subscribe collects the aggregator's cluster events.
+func (e *env) subscribe(t *testing.T) {
+	t.Helper()
+	nc, err := nats.Connect(e.agg.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	e.events = make(chan *model.Event, 256)
+	_, err = nc.Subscribe(wire.ClusterEventSubject(wire.DefaultPrefix), func(m *nats.Msg) {
+		ev, err := wire.DecodeClusterEvent(m.Data)
+		if err != nil {
+			t.Errorf("undecodable cluster event: %v: %s", err, m.Data)
+			return
+		}
+		select {
+		case e.events <- ev:
+		default:
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+}
+
+// waitEvent waits for a cluster event matching match.
+func (e *env) waitEvent(t *testing.T, within time.Duration, what string, match func(*model.Event) bool) *model.Event {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case ev := <-e.events:
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			require.FailNow(t, "no cluster event: "+what)
+			return nil
+		}
+	}
+}
+
+func (e *env) nodes(t *testing.T) map[string]model.NodeMetrics {
+	var l list[model.NodeMetrics]
+	code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes", &l)
+	if err != nil || code != http.StatusOK {
+		return nil
+	}
+	out := map[string]model.NodeMetrics{}
+	for _, n := range l.Items {
+		out[n.NodeName] = n
+	}
+	return out
+}
+
+func (e *env) pods(t *testing.T) map[string]model.PodMetrics {
+	var l list[model.PodMetrics]
+	code, err := getJSON(e.agg.api+"/api/v1/metrics/pods", &l)
+	if err != nil || code != http.StatusOK {
+		return nil
+	}
+	out := map[string]model.PodMetrics{}
+	for _, p := range l.Items {
+		out[p.Namespace+"/"+p.PodName] = p
+	}
+	return out
+}
+
+// Timing: agents and the aggregator run every interval (2 s); a change in
+// the API server or on a kubelet shows within about two intervals (agent
+// cycle, then aggregator cycle). The deadlines below leave room for a
+// loaded 2-core machine.
+const settle = 30 * time.Second
+
+func TestE2E(t *testing.T) {
+	e := newEnv(t)
+
+	nodes := []nodeSpec{
+		{name: "worker-1.e2e", labels: map[string]string{"kubernetes.io/hostname": "worker-1.e2e", "topology.kubernetes.io/zone": "zone-a", "pool": "general"},
+			cpu: "8", memory: "32Gi", allocCPU: "7800m", allocMemory: "30Gi"},
+		{name: "worker-2.e2e", labels: map[string]string{"kubernetes.io/hostname": "worker-2.e2e", "topology.kubernetes.io/zone": "zone-b", "pool": "batch"},
+			cpu: "16", memory: "64Gi", allocCPU: "15500m", allocMemory: "60Gi"},
+	}
+	for _, n := range nodes {
+		e.addNode(t, n)
+	}
+	type podCase struct {
+		spec podSpec
+		fake fakePod
+	}
+	pods := []podCase{
+		{podSpec{namespace: "team-a", name: "web-1", node: "worker-1.e2e", labels: map[string]string{"app": "web"},
+			cpuRequest: "100m", cpuLimit: "500m", memRequest: "128Mi", memLimit: "256Mi", restarts: 3},
+			fakePod{CPU: 250, Memory: 100 << 20, MSCPU: 125, MSMemory: 90 << 20}},
+		{podSpec{namespace: "team-a", name: "web-2", node: "worker-2.e2e", labels: map[string]string{"app": "web"},
+			cpuRequest: "100m", cpuLimit: "1", memRequest: "128Mi", memLimit: "512Mi"},
+			fakePod{CPU: 40, Memory: 200 << 20, MSCPU: 60, MSMemory: 210 << 20}},
+		{podSpec{namespace: "team-b", name: "batch-1", node: "worker-1.e2e", labels: map[string]string{"app": "batch"},
+			cpuRequest: "1", cpuLimit: "2", memRequest: "1Gi", memLimit: "2Gi", restarts: 1},
+			fakePod{CPU: 1500, Memory: 1500 << 20, MSCPU: 1200, MSMemory: 1400 << 20}},
+	}
+	for _, p := range pods {
+		e.addPod(t, p.spec, p.fake)
+	}
+
+	natsPort := freePort(t)
+	// metrics.k8s.io is not registered yet: pods' usage comes from the
+	// agents' kubelet stats until it is.
+	e.agg = startAggregator(t, e.productBin, e.logs, "aggregator", e.cp.adminKC, natsPort)
+	e.subscribe(t)
+	for _, n := range nodes {
+		e.startAgent(t, n.name)
+	}
+
+	t.Run("nodes carry the Node objects' allocatable and labels", func(t *testing.T) {
+		var got map[string]model.NodeMetrics
+		require.Eventually(t, func() bool {
+			got = e.nodes(t)
+			for _, n := range nodes {
+				m, ok := got[n.name]
+				if !ok || m.UsageSource != "agent" || m.CPUCapacity == 0 {
+					return false
+				}
+			}
+			return len(got) == len(nodes)
+		}, settle, 250*time.Millisecond, "nodes with agent reports: %v", got)
+		for _, n := range nodes {
+			m := got[n.name]
+			assert.Equal(t, milli(n.allocCPU), m.CPUAllocatable, n.name)
+			assert.Equal(t, value(n.allocMemory), m.MemoryAllocatable, n.name)
+			assert.Equal(t, n.labels, m.Labels, n.name)
+			assert.False(t, m.Stale, n.name)
+			assert.Equal(t, model.SourceOK, m.Sources["kubelet"].Status, "%s kubelet source: %+v", n.name, m.Sources["kubelet"])
+			var one model.NodeMetrics
+			code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+n.name, &one)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, code)
+			assert.Equal(t, n.name, one.NodeName)
+		}
+		tok, n := e.kubelets["worker-1.e2e"].token()
+		assert.Positive(t, n)
+		assert.Equal(t, kubeletToken, tok, "the agent sends its token file as a bearer token")
+	})
+
+	t.Run("pods carry phase, restarts and kubelet usage", func(t *testing.T) {
+		var got map[string]model.PodMetrics
+		// CPU is the rate between two readings of the fake kubelet's
+		// counter, which grows at exactly the pod's millicores; the
+		// summary's whole-second timestamps and integer rounding leave at
+		// most 1 millicore of error.
+		require.Eventually(t, func() bool {
+			got = e.pods(t)
+			if len(got) != len(pods) {
+				return false
+			}
+			for _, p := range pods {
+				m := got[p.spec.namespace+"/"+p.spec.name]
+				if m.UsageSource != "kubelet" || abs(m.CPUUsage-p.fake.CPU) > 1 {
+					return false
+				}
+			}
+			return true
+		}, settle, 250*time.Millisecond, "pods with kubelet usage")
+		for _, p := range pods {
+			key := p.spec.namespace + "/" + p.spec.name
+			m := got[key]
+			assert.Equal(t, "Running", m.Phase, key)
+			assert.True(t, m.Ready, key)
+			assert.Equal(t, p.spec.restarts, m.Restarts, key)
+			assert.Equal(t, p.spec.node, m.NodeName, key)
+			assert.Equal(t, int64(p.fake.Memory), m.MemoryUsage, key)
+			assert.Equal(t, milli(p.spec.cpuLimit), m.CPULimit, key)
+			assert.Equal(t, value(p.spec.memLimit), m.MemoryLimit, key)
+			assert.InDelta(t, 100*float64(p.fake.CPU)/float64(m.CPULimit), m.CPUUsageRate, 0.5, key)
+			// The API server's admission adds the node's topology labels
+			// to a pod bound to it.
+			assert.Subset(t, m.Labels, p.spec.labels, key)
+			var one model.PodMetrics
+			code, err := getJSON(e.agg.api+"/api/v1/metrics/pods/"+key, &one)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, code, key)
+			assert.Equal(t, p.spec.name, one.PodName)
+		}
+	})
+
+	t.Run("cluster totals and health agree with nodes and pods", func(t *testing.T) {
+		var snap model.MetricsSnapshot
+		require.Eventually(t, func() bool {
+			code, err := getJSON(e.agg.api+"/api/v1/metrics/snapshot", &snap)
+			return err == nil && code == http.StatusOK && snap.ClusterMetrics != nil &&
+				len(snap.NodeMetrics) == len(nodes) && len(snap.PodMetrics) == len(pods)
+		}, settle, 250*time.Millisecond)
+		c := snap.ClusterMetrics
+		assert.Equal(t, len(nodes), c.TotalNodes)
+		assert.Equal(t, len(pods), c.TotalPods)
+		assert.Equal(t, len(pods), c.RunningPods)
+		assert.Equal(t, map[string]int{"Running": len(pods)}, c.PodsByPhase)
+		assert.Zero(t, c.StaleNodes)
+		var cpu, mem int64
+		healthy := 0
+		for _, n := range snap.NodeMetrics {
+			cpu += n.CPUCapacity
+			mem += n.MemoryCapacity
+			if n.Healthy {
+				healthy++
+			}
+		}
+		assert.Equal(t, cpu, c.TotalCPU)
+		assert.Equal(t, mem, c.TotalMemory)
+		assert.Equal(t, healthy, c.HealthyNodes)
+		assert.NotEmpty(t, c.HealthStatus)
+
+		var cl model.ClusterMetrics
+		code, err := getJSON(e.agg.api+"/api/v1/metrics/cluster", &cl)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		assert.Equal(t, len(nodes), cl.TotalNodes)
+		for _, p := range []string{"/healthz", "/readyz"} {
+			code, err := getJSON(e.agg.api+p, nil)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, code, p)
+		}
+		code, err = getJSON(e.agg.api+"/api/v1/metrics/nodes/no-such-node", nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusNotFound, code)
+	})
+
+	t.Run("pods switch to metrics-server usage once it serves, and back when it stops", func(t *testing.T) {
+		port := freePort(t)
+		ms := e.cp.startMetricsServer(t, port)
+		e.cp.registerMetricsServer(t, port)
+		// metrics-server needs two scrapes 10 s apart for a CPU rate;
+		// its rate is exact up to its nanocore rounding, which the
+		// aggregator's millicores round up.
+		var got map[string]model.PodMetrics
+		require.Eventually(t, func() bool {
+			require.False(t, ms.exited(), "metrics-server exited:\n%s", ms.tail(40))
+			got = e.pods(t)
+			if len(got) != len(pods) {
+				return false
+			}
+			for _, p := range pods {
+				m := got[p.spec.namespace+"/"+p.spec.name]
+				if m.UsageSource != "metrics-server" || abs(m.CPUUsage-p.fake.MSCPU) > 1 {
+					return false
+				}
+			}
+			return true
+		}, 90*time.Second, 500*time.Millisecond, "pods with metrics-server usage: %v", got)
+		for _, p := range pods {
+			key := p.spec.namespace + "/" + p.spec.name
+			m := got[key]
+			assert.Equal(t, int64(p.fake.MSMemory), m.MemoryUsage, key)
+			assert.Equal(t, p.spec.restarts, m.Restarts, key)
+		}
+		var c model.ClusterMetrics
+		_, err := getJSON(e.agg.api+"/api/v1/metrics/cluster", &c)
+		require.NoError(t, err)
+		assert.Equal(t, model.SourceOK, c.Sources["metrics-server"].Status, "%+v", c.Sources)
+
+		ms.stop()
+		require.Eventually(t, func() bool {
+			got = e.pods(t)
+			if len(got) != len(pods) {
+				return false
+			}
+			for _, p := range pods {
+				m := got[p.spec.namespace+"/"+p.spec.name]
+				if m.UsageSource != "kubelet" || abs(m.CPUUsage-p.fake.CPU) > 1 {
+					return false
+				}
+			}
+			return true
+		}, settle, 250*time.Millisecond, "pods back on kubelet usage: %v", got)
+		require.Eventually(t, func() bool {
+			_, err := getJSON(e.agg.api+"/api/v1/metrics/cluster", &c)
+			return err == nil && c.Sources["metrics-server"].Status != model.SourceOK
+		}, settle, 250*time.Millisecond)
+		assert.NotEmpty(t, c.Sources["metrics-server"].Reason, "the cluster says why metrics-server usage is missing")
+	})
+
+	t.Run("a deleted pod disappears", func(t *testing.T) {
+		require.NoError(t, e.cp.client.CoreV1().Pods("team-b").Delete(context.Background(), "batch-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
+		e.kubelets["worker-1.e2e"].deletePod("team-b", "batch-1")
+		require.Eventually(t, func() bool {
+			got := e.pods(t)
+			_, still := got["team-b/batch-1"]
+			return got != nil && !still && len(got) == len(pods)-1
+		}, settle, 250*time.Millisecond)
+		code, err := getJSON(e.agg.api+"/api/v1/metrics/pods/team-b/batch-1", nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusNotFound, code)
+	})
+
+	t.Run("an added node appears", func(t *testing.T) {
+		n := nodeSpec{name: "worker-3.e2e", labels: map[string]string{"pool": "general"}, cpu: "4", memory: "16Gi", allocCPU: "3900m", allocMemory: "15Gi"}
+		e.addNode(t, n)
+		e.startAgent(t, n.name)
+		require.Eventually(t, func() bool {
+			m, ok := e.nodes(t)[n.name]
+			return ok && m.UsageSource == "agent" && m.CPUAllocatable == 3900 && m.Labels["pool"] == "general"
+		}, settle, 250*time.Millisecond)
+		nodes = append(nodes, n)
+	})
+
+	t.Run("a killed agent's node goes stale with a NodeStale event", func(t *testing.T) {
+		const node = "worker-2.e2e"
+		killed := time.Now()
+		e.agents[node].kill()
+		// Stale after 3 missed intervals (6 s), seen at the next
+		// aggregator cycle.
+		ev := e.waitEvent(t, 3*interval*3+settle/2, "NodeStale for "+node, func(ev *model.Event) bool {
+			return ev.Type == model.EventNodeStale && ev.Node == node
+		})
+		assert.Equal(t, model.SeverityWarning, ev.Severity)
+		assert.GreaterOrEqual(t, time.Since(killed), 3*interval-time.Second, "stale before 3 intervals had passed")
+		var m model.NodeMetrics
+		code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+node, &m)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		assert.True(t, m.Stale)
+		assert.False(t, m.Healthy)
+		var c model.ClusterMetrics
+		_, err = getJSON(e.agg.api+"/api/v1/metrics/cluster", &c)
+		require.NoError(t, err)
+		assert.Equal(t, 1, c.StaleNodes)
+		assert.Contains(t, fmt.Sprint(c.Issues), node)
+	})
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func milli(q string) int64 { r := resource.MustParse(q); return r.MilliValue() }
+func value(q string) int64 { r := resource.MustParse(q); return r.Value() }
