@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,14 +30,20 @@ type env struct {
 	logs       string
 	productBin string
 	kubeletKP  *keyPair
-	tokenFile  string
+	tokenFile  string // the agents' token: the chart's agent ServiceAccount
+	agentToken string
+	chartNS    string
 	kubelets   map[string]*fakeKubelet
 	agents     map[string]*process
 	agg        *aggregator
 	events     chan *model.Event
 }
 
-const kubeletToken = "e2e-agent-token"
+// The chart's ServiceAccounts (deploy/k8s-llm-monitor.yaml).
+const (
+	aggregatorSA = "k8s-llm-monitor-aggregator"
+	agentSA      = "k8s-llm-monitor-agent"
+)
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -45,10 +52,15 @@ func newEnv(t *testing.T) *env {
 	e.cp = startControlPlane(t)
 	e.logs = e.cp.logs
 	e.kubeletKP = e.cp.ca.issue(t, "kubelet", nil, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"})
-	e.tokenFile = writeFile(t, e.cp.dir, "kubelet-token", kubeletToken+"\n")
 	for _, ns := range []string{"default", "kube-system", "team-a", "team-b"} {
 		e.cp.createNamespace(t, ns)
 	}
+	// The chart's RBAC: the aggregator runs with its ServiceAccount's
+	// token, and the fake kubelets authorize the agents' token as a real
+	// kubelet does, so a missing rule fails the tests.
+	e.chartNS = e.cp.applyChartRBAC(t)
+	e.agentToken = e.cp.serviceAccountToken(t, e.chartNS, agentSA)
+	e.tokenFile = writeFile(t, e.cp.dir, "agent-token", e.agentToken+"\n")
 	return e
 }
 
@@ -56,6 +68,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) addNode(t *testing.T, n nodeSpec) *fakeKubelet {
 	t.Helper()
 	k := startFakeKubelet(t, e.root, n.name, e.kubeletKP)
+	k.authorize = e.cp.kubeletAuthorizer()
 	e.kubelets[n.name] = k
 	e.cp.createNode(t, n, k.port)
 	return k
@@ -181,7 +194,8 @@ func TestE2E(t *testing.T) {
 	natsPort := freePort(t)
 	// metrics.k8s.io is not registered yet: pods' usage comes from the
 	// agents' kubelet stats until it is.
-	e.agg = startAggregator(t, e.productBin, e.logs, "aggregator", e.cp.adminKC, natsPort)
+	aggKC := e.cp.serviceAccountKubeconfig(t, e.chartNS, aggregatorSA)
+	e.agg = startAggregator(t, e.productBin, e.logs, "aggregator", aggKC, natsPort)
 	e.subscribe(t)
 	for _, n := range nodes {
 		e.startAgent(t, n.name)
@@ -214,7 +228,12 @@ func TestE2E(t *testing.T) {
 		}
 		tok, n := e.kubelets["worker-1.e2e"].token()
 		assert.Positive(t, n)
-		assert.Equal(t, kubeletToken, tok, "the agent sends its token file as a bearer token")
+		assert.Equal(t, e.agentToken, tok, "the agent sends its token file as a bearer token")
+		// The fake kubelets do authorize: a token without the agent's
+		// role is refused.
+		other := e.cp.serviceAccountToken(t, "team-a", "default")
+		code, msg := e.cp.kubeletAuthorizer()(other, "worker-1.e2e")
+		assert.Equal(t, http.StatusForbidden, code, msg)
 	})
 
 	t.Run("pods carry phase, restarts and kubelet usage", func(t *testing.T) {
@@ -284,6 +303,9 @@ func TestE2E(t *testing.T) {
 		assert.Equal(t, mem, c.TotalMemory)
 		assert.Equal(t, healthy, c.HealthyNodes)
 		assert.NotEmpty(t, c.HealthStatus)
+		for name, st := range c.Sources {
+			assert.NotContains(t, strings.ToLower(st.Reason), "forbidden", "source %s: the chart's RBAC is missing a rule", name)
+		}
 
 		var cl model.ClusterMetrics
 		code, err := getJSON(e.agg.api+"/api/v1/metrics/cluster", &cl)

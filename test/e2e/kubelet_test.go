@@ -52,6 +52,10 @@ type fakeKubelet struct {
 	fail      bool                // answer 500 on every path
 	lastToken string              // bearer token of the last /stats/summary request
 	summaries int
+	// authorize, when set, decides a /stats/summary request from its bearer
+	// token as a kubelet with webhook authentication and authorization
+	// does; it returns the HTTP status and a message.
+	authorize func(token, node string) (int, string)
 }
 
 // startFakeKubelet serves until owner ends.
@@ -121,9 +125,19 @@ func cpuNanos(millicores int64, start, at time.Time) uint64 {
 func ptr[T any](v T) *T { return &v }
 
 func (k *fakeKubelet) summary(w http.ResponseWriter, r *http.Request) {
+	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	k.mu.Lock()
+	authorize := k.authorize
+	k.mu.Unlock()
+	if authorize != nil {
+		if code, msg := authorize(token, k.node); code != http.StatusOK {
+			http.Error(w, msg, code)
+			return
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.lastToken = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	k.lastToken = token
 	k.summaries++
 	if k.fail {
 		http.Error(w, "simulated kubelet failure", http.StatusInternalServerError)
