@@ -68,6 +68,7 @@ func (cp *controlPlane) startMetricsServer(t *testing.T, port int) *process {
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--kubelet-use-node-status-port",
 		"--metric-resolution", "10s",
+		"--kubelet-request-timeout", "5s",
 		"--v", "1",
 	)
 }
