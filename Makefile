@@ -9,7 +9,7 @@ PKGS := ./...
 # every cgo build prints pages of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build build-agent build-aggregator test bench lint fmt tidy-check run run-once clean \
+.PHONY: all build build-agent build-aggregator test e2e bench lint fmt tidy-check run run-once clean \
 	images helm manifests manifests-check chart-lint chart-check
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
@@ -43,6 +43,13 @@ build-aggregator: ## bin/aggregator: static
 
 test: lint ## unit tests with the race detector
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+# End-to-end: a real kube-apiserver, etcd and metrics-server on loopback,
+# built from the Go module proxy into .cache/e2e/bin on the first run (see
+# docs/testing.md), with simulated kubelets, the aggregator and agents.
+e2e: ## end-to-end tests against a real control plane (build tag e2e)
+	test/e2e/build.sh
+	$(GO) test -tags e2e -count=1 -timeout 30m ./test/e2e/...
 
 bench: ## benchmarks of the hot paths (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)

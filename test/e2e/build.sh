@@ -15,7 +15,7 @@ K8S_VERSION=v1.37.2
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 src=$root/test/e2e/cluster
-bin=${K8SMON_E2E_BIN:-$root/.cache/e2e/bin}
+bin=${E2E_BIN_DIR:-$root/.cache/e2e/bin}
 GO=${GO:-go}
 
 key=$( { cat "$src/go.mod" "$src/go.sum"; find "$src/cmd" -name '*.go' | sort | xargs cat;
