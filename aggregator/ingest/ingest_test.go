@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -473,9 +474,16 @@ func FuzzIngest(f *testing.F) {
 	})
 }
 
-// BenchmarkIngestReport measures decoding and storing one realistic report
-// of a node with 110 pods, the path every agent report takes.
+// BenchmarkIngestReport measures decoding and storing one realistic report,
+// the path every agent report takes: 30 pods (the scenario of the cost
+// targets) and 110 (the kubelet's default maximum).
 func BenchmarkIngestReport(b *testing.B) {
+	for _, pods := range []int{30, 110} {
+		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) { benchmarkIngest(b, pods) })
+	}
+}
+
+func benchmarkIngest(b *testing.B, pods int) {
 	in, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)
 	node := "ip-10-0-1-7.ec2.internal"
@@ -486,7 +494,7 @@ func BenchmarkIngestReport(b *testing.B) {
 	const distinct = 64
 	msgs := make([][]byte, distinct)
 	for i := range msgs {
-		msgs[i], err = wire.EncodeReport(realisticReport(node, 110, base.Add(time.Duration(i)*time.Second)))
+		msgs[i], err = wire.EncodeReport(realisticReport(node, pods, base.Add(time.Duration(i)*time.Second)))
 		require.NoError(b, err)
 	}
 	b.SetBytes(int64(len(msgs[0])))

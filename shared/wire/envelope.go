@@ -95,6 +95,16 @@ func DecodeEnvelope(data []byte, wantKind string) (*Envelope, error) {
 	return &env, nil
 }
 
+// reportEnvelope is an Envelope whose payload decodes straight into a
+// report, so the common case parses the message once instead of twice.
+type reportEnvelope struct {
+	Schema  string            `json:"schema"`
+	Kind    string            `json:"kind"`
+	Sender  string            `json:"sender"`
+	SentAt  time.Time         `json:"sentAt"`
+	Payload *model.NodeReport `json:"payload"`
+}
+
 // DecodeReport decodes a node report received on subject under prefix and
 // checks that the subject's node, the envelope's sender and the report's
 // node name agree.
@@ -103,14 +113,29 @@ func DecodeReport(prefix, subject string, data []byte) (*model.NodeReport, error
 	if err != nil {
 		return nil, err
 	}
-	env, err := DecodeEnvelope(data, KindNodeReport)
-	if err != nil {
-		return nil, err
+	if len(data) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageBytes)
 	}
-	var r model.NodeReport
-	if err := json.Unmarshal(env.Payload, &r); err != nil {
+	var env reportEnvelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		// Decode again in two steps for the precise reason: another
+		// kind's payload does not fit a report, and that is ErrKind.
+		if _, eerr := DecodeEnvelope(data, KindNodeReport); eerr != nil {
+			return nil, eerr
+		}
 		return nil, fmt.Errorf("%w: node report: %v", ErrMalformed, err)
 	}
+	switch {
+	case env.Schema != Schema:
+		return nil, fmt.Errorf("%w: %q, want %q", ErrSchema, env.Schema, Schema)
+	case env.Kind != KindNodeReport:
+		return nil, fmt.Errorf("%w: %q, want %q", ErrKind, env.Kind, KindNodeReport)
+	case env.SentAt.IsZero():
+		return nil, fmt.Errorf("%w: missing sentAt", ErrMalformed)
+	case env.Payload == nil:
+		return nil, fmt.Errorf("%w: empty payload", ErrMalformed)
+	}
+	r := env.Payload
 	if r.NodeName == "" {
 		return nil, fmt.Errorf("%w: node report without nodeName", ErrMalformed)
 	}
@@ -120,7 +145,7 @@ func DecodeReport(prefix, subject string, data []byte) (*model.NodeReport, error
 	if r.Timestamp.IsZero() {
 		return nil, fmt.Errorf("%w: node report without timestamp", ErrMalformed)
 	}
-	return &r, nil
+	return r, nil
 }
 
 // DecodeNodeEvent decodes a node event received on subject under prefix.
