@@ -189,12 +189,14 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	mopts := manager.Options{
 		Interval:       cfg.Metrics.CollectInterval,
 		StaleIntervals: cfg.Aggregator.StaleIntervals,
-		Thresholds:     model.DefaultThresholds(),
-		Reports:        ing,
-		Cluster:        clusterSrc,
-		MetricsServer:  cfg.Aggregator.MetricsServer,
-		Store:          store,
-		Logger:         logger.With("component", "manager"),
+		// The agents' thresholds (agent.thresholds, same config file) also
+		// decide pressure in the snapshot, so both sides agree.
+		Thresholds:    cfg.Agent.Thresholds,
+		Reports:       ing,
+		Cluster:       clusterSrc,
+		MetricsServer: cfg.Aggregator.MetricsServer,
+		Store:         store,
+		Logger:        logger.With("component", "manager"),
 		OnEvents: func(events []model.Event) {
 			for i := range events {
 				e := &events[i]
@@ -219,6 +221,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	handler := api.New(store, api.Options{
 		Logger:        logger.With("component", "api"),
 		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
+		Thresholds:    cfg.Agent.Thresholds,
 		Gatherer:      extra,
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
