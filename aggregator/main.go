@@ -189,6 +189,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	mopts := manager.Options{
 		Interval:       cfg.Metrics.CollectInterval,
 		StaleIntervals: cfg.Aggregator.StaleIntervals,
+		ForgetAfter:    max(cfg.Metrics.CacheRetention, time.Duration(cfg.Aggregator.StaleIntervals+1)*cfg.Metrics.CollectInterval),
 		// The agents' thresholds (agent.thresholds, same config file) also
 		// decide pressure in the snapshot, so both sides agree.
 		Thresholds:    cfg.Agent.Thresholds,

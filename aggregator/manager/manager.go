@@ -32,6 +32,8 @@ var (
 // ReportSource gives the latest report of every agent (aggregator/ingest).
 type ReportSource interface {
 	Latest() map[string]state.ReportEntry
+	// Forget drops a node's report.
+	Forget(node string)
 }
 
 // ClusterSource is the Kubernetes side (aggregator/kube); nil in standalone
@@ -57,12 +59,16 @@ type Options struct {
 	// report is visible within a third of an interval of its arrival.
 	Interval       time.Duration
 	StaleIntervals int
-	Thresholds     model.Thresholds
-	Reports        ReportSource
-	Cluster        ClusterSource // nil: standalone, agents only
-	MetricsServer  bool          // poll metrics-server through Cluster
-	VMs            VMSource      // nil: no VM sources
-	Store          *state.Store
+	// ForgetAfter drops the report of a node that has no Node object and
+	// whose agent has been silent this long (a node removed from the
+	// cluster, or an agent gone for good); 0 keeps reports forever.
+	ForgetAfter   time.Duration
+	Thresholds    model.Thresholds
+	Reports       ReportSource
+	Cluster       ClusterSource // nil: standalone, agents only
+	MetricsServer bool          // poll metrics-server through Cluster
+	VMs           VMSource      // nil: no VM sources
+	Store         *state.Store
 	// OnEvents receives the cluster events of each new snapshot; nil drops them.
 	OnEvents func([]model.Event)
 	Logger   *slog.Logger
@@ -158,6 +164,7 @@ func (m *Manager) Collect(ctx context.Context) error {
 		in.Sources["kubernetes"] = model.SourceStatus{Name: "kubernetes", Status: model.SourceUnavailable,
 			Reason: "standalone mode: no cluster configured or reachable; nodes and pods come from agents only"}
 	}
+	m.forgetGone(&in)
 	var vmEvents []model.Event
 	if m.o.VMs != nil {
 		in.VMs, vmEvents = m.o.VMs.VMs(in.Pods, in.PodUsage, in.Reports, now)
@@ -171,6 +178,25 @@ func (m *Manager) Collect(ctx context.Context) error {
 		m.o.OnEvents(events)
 	}
 	return ctx.Err()
+}
+
+// forgetGone drops reports of nodes without a Node object whose agents have
+// been silent for ForgetAfter, so removed nodes do not stay stale forever.
+func (m *Manager) forgetGone(in *state.Inputs) {
+	if m.o.ForgetAfter <= 0 {
+		return
+	}
+	known := make(map[string]bool, len(in.Nodes))
+	for _, n := range in.Nodes {
+		known[n.Name] = true
+	}
+	for name, e := range in.Reports {
+		if !known[name] && in.Now.Sub(e.ReceivedAt) > m.o.ForgetAfter {
+			m.o.Logger.Info("forgetting a node whose agent is silent and which has no Node object", "node", name, "lastReport", e.ReceivedAt)
+			m.o.Reports.Forget(name)
+			delete(in.Reports, name)
+		}
+	}
 }
 
 // GetLatestSnapshot returns the current snapshot, nil before the first one.

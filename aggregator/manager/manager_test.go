@@ -37,6 +37,12 @@ func (r *reports) Latest() map[string]state.ReportEntry {
 	return out
 }
 
+func (r *reports) Forget(node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, node)
+}
+
 func (r *reports) put(node string, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -224,4 +230,25 @@ func TestVMsInSnapshotAndEvents(t *testing.T) {
 	assert.Equal(t, model.SourceOK, snap.ClusterMetrics.Sources["vm:kubevirt"].Status)
 	require.Len(t, events, 1)
 	assert.Equal(t, model.EventVMStarted, events[0].Type)
+}
+
+func TestForgetSilentNodesWithoutObject(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("gone", t0)
+	rs.put("node-1", t0)
+	m := newManager(rs, &cluster{nodes: []*corev1.Node{readyNode("node-1")}}, &now, nil)
+	m.o.ForgetAfter = 5 * time.Minute
+	require.NoError(t, m.Collect(context.Background()))
+	_, err := m.GetNodeMetrics("gone")
+	require.NoError(t, err, "silent for less than ForgetAfter: kept, stale")
+
+	now = t0.Add(6 * time.Minute)
+	require.NoError(t, m.Collect(context.Background()))
+	_, err = m.GetNodeMetrics("gone")
+	require.ErrorIs(t, err, ErrNotFound)
+	n, err := m.GetNodeMetrics("node-1")
+	require.NoError(t, err, "a node with a Node object keeps its last report")
+	assert.True(t, n.Stale)
+	assert.Contains(t, rs.Latest(), "node-1")
 }
