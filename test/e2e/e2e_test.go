@@ -199,7 +199,7 @@ func TestE2E(t *testing.T) {
 	// metrics.k8s.io is not registered yet: pods' usage comes from the
 	// agents' kubelet stats until it is.
 	aggKC := e.cp.serviceAccountKubeconfig(t, e.chartNS, aggregatorSA)
-	e.agg = startAggregator(t, e.productBin, e.logs, "aggregator", aggKC, natsPort)
+	e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator", aggKC, natsPort)
 	e.subscribe(t)
 	for _, n := range nodes {
 		e.startAgent(t, n.name)
@@ -493,6 +493,57 @@ func TestE2E(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, c.StaleNodes)
 		assert.Contains(t, fmt.Sprint(c.Issues), node)
+	})
+
+	t.Run("a kubelet returning errors is reported on its node, and recovers", func(t *testing.T) {
+		const node = "worker-1.e2e"
+		k := e.kubelets[node]
+		k.setFail(true)
+		var m model.NodeMetrics
+		require.Eventually(t, func() bool {
+			code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+node, &m)
+			return err == nil && code == http.StatusOK && m.Sources["kubelet"].Status == model.SourceFailed
+		}, settle, 250*time.Millisecond, "kubelet source of %s: %+v", node, m.Sources["kubelet"])
+		assert.Contains(t, m.Sources["kubelet"].Reason, "500", "the reason names the kubelet's answer")
+		assert.False(t, m.Stale, "the agent still reports")
+		code, err := getJSON(e.agg.api+"/api/v1/metrics/pods", nil)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, code)
+
+		k.setFail(false)
+		require.Eventually(t, func() bool {
+			p, ok := e.pods(t)["team-a/web-1"]
+			code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+node, &m)
+			return ok && err == nil && code == http.StatusOK && m.Sources["kubelet"].Status == model.SourceOK &&
+				p.UsageSource == "kubelet" && abs(p.CPUUsage-250) <= 1
+		}, settle, 250*time.Millisecond, "kubelet source recovered: %+v", m.Sources["kubelet"])
+	})
+
+	t.Run("a restarted aggregator serves again and agents come back", func(t *testing.T) {
+		e.agg.proc.stop()
+		// Same NATS port: the agents and the subscriber reconnect to it.
+		e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator-restarted", aggKC, natsPort)
+		live := []string{"worker-1.e2e", "worker-3.e2e"}
+		require.Eventually(t, func() bool {
+			got := e.nodes(t)
+			for _, n := range live {
+				if m, ok := got[n]; !ok || m.UsageSource != "agent" || m.Stale {
+					return false
+				}
+			}
+			p, ok := e.pods(t)["team-a/web-1"]
+			return ok && p.UsageSource == "kubelet" && abs(p.CPUUsage-250) <= 1 && p.Restarts == 3
+		}, settle, 250*time.Millisecond, "nodes and pods after the aggregator restarted")
+		// The agent killed earlier is still missing: its node is listed
+		// from the API server, without agent data.
+		m, ok := e.nodes(t)["worker-2.e2e"]
+		require.True(t, ok)
+		assert.NotEqual(t, "agent", m.UsageSource)
+		// Cluster events flow again to the same subscriber.
+		e.cp.setVMIPhase(t, "team-a", "vm-1", "Running")
+		e.waitEvent(t, settle, "VMStarted after the restart", func(ev *model.Event) bool {
+			return ev.Type == model.EventVMStarted && strings.Contains(ev.Message, "vm-1")
+		})
 	})
 }
 

@@ -44,7 +44,8 @@ type aggregator struct {
 // interval is the agents' and the aggregator's collection interval.
 const interval = 2 * time.Second
 
-func startAggregator(t *testing.T, bin, logs, name, kubeconfig string, natsPort int, extra ...string) *aggregator {
+// startAggregator runs an aggregator that owner stops.
+func startAggregator(t, owner *testing.T, bin, logs, name, kubeconfig string, natsPort int, extra ...string) *aggregator {
 	t.Helper()
 	httpPort := freePort(t)
 	a := &aggregator{
@@ -59,7 +60,7 @@ func startAggregator(t *testing.T, bin, logs, name, kubeconfig string, natsPort 
 		"--interval", strconv.Itoa(int(interval / time.Second)),
 		"--log-level", "debug",
 	}, extra...)
-	a.proc = start(t, logs, name, filepath.Join(bin, "aggregator"), args...)
+	a.proc = startOwned(t, owner, logs, name, filepath.Join(bin, "aggregator"), args...)
 	require.Eventually(t, func() bool {
 		if a.proc.exited() {
 			return true
