@@ -211,7 +211,7 @@ func TestE2E(t *testing.T) {
 			got = e.nodes(t)
 			for _, n := range nodes {
 				m, ok := got[n.name]
-				if !ok || m.UsageSource != "agent" || m.CPUCapacity == 0 {
+				if !ok || m.UsageSource != "agent" || m.CPUCapacity == 0 || m.Sources["kubelet"].Status != model.SourceOK {
 					return false
 				}
 			}
@@ -479,9 +479,10 @@ func TestE2E(t *testing.T) {
 			return ev.Type == model.EventNodeStale && ev.Node == node
 		})
 		assert.Equal(t, model.SeverityWarning, ev.Severity)
-		// The last report may have left up to one interval before the
-		// kill: stale means 3 intervals since that report.
-		assert.GreaterOrEqual(t, time.Since(killed), 2*interval-500*time.Millisecond, "stale before 3 intervals had passed")
+		// Stale means 3 intervals since the last report received, which
+		// left before the kill by up to an interval, more on a loaded
+		// machine: only a stale node right after the kill is wrong.
+		assert.GreaterOrEqual(t, time.Since(killed), interval, "stale before the agent missed a report")
 		var m model.NodeMetrics
 		code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+node, &m)
 		require.NoError(t, err)
