@@ -44,7 +44,16 @@ type Store struct {
 	// publishMu orders publishers so each Diff compares consecutive
 	// snapshots; readers never take it.
 	publishMu sync.Mutex
+	// announced is the cluster health last announced by an event; pending
+	// a different health seen in pendingFor consecutive snapshots.
+	announced, pending string
+	pendingFor         int
 }
+
+// HealthSettle is how many consecutive snapshots a new cluster health must
+// hold before ClusterHealthChanged is announced: a cluster whose CPU hovers
+// at a health threshold would otherwise flood subscribers with events.
+const HealthSettle = 2
 
 // NewStore returns an empty store.
 func NewStore(opts StoreOptions) *Store {
@@ -68,7 +77,44 @@ func (s *Store) Publish(next *model.MetricsSnapshot) []model.Event {
 	if s.opts.History != nil {
 		s.opts.History.Record(next)
 	}
-	return Diff(prev, next)
+	events := Diff(prev, next)
+	kept := events[:0]
+	for _, e := range events {
+		if e.Type != model.EventClusterHealthChanged {
+			kept = append(kept, e)
+		}
+	}
+	if e, ok := s.settleHealth(next); ok {
+		kept = append(kept, e)
+	}
+	return kept
+}
+
+// settleHealth announces a cluster health change once the new health has
+// held for HealthSettle consecutive snapshots.
+func (s *Store) settleHealth(next *model.MetricsSnapshot) (model.Event, bool) {
+	if next.ClusterMetrics == nil {
+		return model.Event{}, false
+	}
+	cur := next.ClusterMetrics.HealthStatus
+	switch {
+	case s.announced == "":
+		s.announced = cur // start-up: nothing to compare with
+		return model.Event{}, false
+	case cur == s.announced:
+		s.pending, s.pendingFor = "", 0
+		return model.Event{}, false
+	case cur == s.pending:
+		s.pendingFor++
+	default:
+		s.pending, s.pendingFor = cur, 1
+	}
+	if s.pendingFor < HealthSettle {
+		return model.Event{}, false
+	}
+	e, ok := healthChange(&model.ClusterMetrics{HealthStatus: s.announced}, next.ClusterMetrics, next.Timestamp)
+	s.announced, s.pending, s.pendingFor = cur, "", 0
+	return e, ok
 }
 
 // Snapshot returns the current snapshot, nil before the first Publish.

@@ -137,3 +137,25 @@ func TestStoreConcurrent(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, t0.Add(99*time.Second), s.Snapshot().Timestamp)
 }
+
+func TestStoreSettlesHealthChanges(t *testing.T) {
+	s := NewStore(StoreOptions{})
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	publish := func(health string) []model.EventType {
+		at = at.Add(5 * time.Second)
+		var types []model.EventType
+		for _, e := range s.Publish(&model.MetricsSnapshot{Timestamp: at, ClusterMetrics: &model.ClusterMetrics{HealthStatus: health}}) {
+			types = append(types, e.Type)
+		}
+		return types
+	}
+	assert.Empty(t, publish(model.HealthHealthy), "start-up")
+	assert.Empty(t, publish(model.HealthWarning), "one snapshot is not a change yet")
+	assert.Empty(t, publish(model.HealthHealthy), "a blip back is no event at all")
+	assert.Empty(t, publish(model.HealthCritical))
+	assert.Empty(t, publish(model.HealthWarning), "a different health restarts the count")
+	assert.Equal(t, []model.EventType{model.EventClusterHealthChanged}, publish(model.HealthWarning))
+	assert.Empty(t, publish(model.HealthWarning))
+	assert.Empty(t, publish(model.HealthHealthy))
+	assert.Equal(t, []model.EventType{model.EventClusterHealthChanged}, publish(model.HealthHealthy))
+}
