@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spf13/pflag"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/collector"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/gpu"
@@ -39,54 +38,25 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config.RegisterAgentFlags(fs)
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, `k8s-llm-monitor agent %s
-
-Reads this node (CPU, memory, disks, network, NVIDIA GPUs, the local kubelet)
+// command is the agent's command line.
+var command = config.Command{
+	Name: "agent",
+	Usage: `Reads this node (CPU, memory, disks, network, NVIDIA GPUs, the local kubelet)
 and publishes a report every interval to NATS on <prefix>.node.<node>.report,
 events on <prefix>.node.<node>.event.
 
 Usage:
   agent --once                 print one report as JSON and exit
   agent --nats-url nats://aggregator:4222
+`,
+	Register: config.RegisterAgentFlags,
+	Validate: (*config.Config).ValidateAgent,
+}
 
-Every flag can also be set in the YAML file (--config) or as K8SMON_<KEY>,
-e.g. K8SMON_NATS_URL. Flags:
-`, version.Version)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "%v\nRun 'agent --help' for the flags.\n", err)
-		return 2
-	}
-	if *showVersion {
-		fmt.Fprintln(stdout, version.Version)
-		return 0
-	}
-	logger, err := newLogger(stderr, *logLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	cfg, err := config.Load(fs)
-	if err != nil {
-		logger.Error("configuration", "error", err)
-		return 2
-	}
-	if errs := cfg.ValidateAgent(); len(errs) > 0 {
-		for _, e := range errs {
-			logger.Error("invalid configuration", "error", e)
-		}
-		return 2
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, logger, code, ok := command.Parse(args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if cfg.Agent.Once {
 		return runOnce(cfg, logger, stdout)
@@ -96,14 +66,6 @@ e.g. K8SMON_NATS_URL. Flags:
 		return 1
 	}
 	return 0
-}
-
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // closer is a source holding resources (NVML, a gRPC connection).

@@ -65,6 +65,14 @@ func TestUsageAndBadFlags(t *testing.T) {
 	assert.Contains(t, errOut.String(), "nats.subject_prefix")
 
 	errOut.Reset()
+	assert.Equal(t, 2, run([]string{"--log-level", "loud", "--once"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "--log-level")
+
+	out.Reset()
+	assert.Equal(t, 0, run([]string{"--version"}, &out, &errOut))
+	assert.Equal(t, "dev\n", out.String())
+
+	errOut.Reset()
 	assert.Equal(t, 2, run([]string{"--no-such-flag"}, &out, &errOut))
 	assert.True(t, strings.Contains(errOut.String(), "unknown flag"))
 }

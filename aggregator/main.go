@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
@@ -40,16 +39,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config.RegisterAggregatorFlags(fs)
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, `k8s-llm-monitor aggregator %s
-
-Merges agent reports (NATS), the API server and metrics-server into cluster
+// command is the aggregator's command line.
+var command = config.Command{
+	Name: "aggregator",
+	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
 /healthz, /readyz, /metrics. NATS: embedded on --nats-listen unless
 --nats-url names an existing server. Without a reachable cluster it runs
@@ -58,39 +51,15 @@ standalone (agents only).
 Usage:
   aggregator                                 embedded NATS, in-cluster or ~/.kube/config
   aggregator --nats-url nats://nats:4222     use an existing NATS
+`,
+	Register: config.RegisterAggregatorFlags,
+	Validate: (*config.Config).ValidateAggregator,
+}
 
-Every flag can also be set in the YAML file (--config) or as K8SMON_<KEY>,
-e.g. K8SMON_NATS_TOKEN. Flags:
-`, version.Version)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "%v\nRun 'aggregator --help' for the flags.\n", err)
-		return 2
-	}
-	if *showVersion {
-		fmt.Fprintln(stdout, version.Version)
-		return 0
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "--log-level %q: want debug, info, warn or error\n", *logLevel)
-		return 2
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg, err := config.Load(fs)
-	if err != nil {
-		logger.Error("configuration", "error", err)
-		return 2
-	}
-	if errs := cfg.ValidateAggregator(); len(errs) > 0 {
-		for _, e := range errs {
-			logger.Error("invalid configuration", "error", e)
-		}
-		return 2
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, logger, code, ok := command.Parse(args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
