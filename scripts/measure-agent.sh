@@ -25,7 +25,10 @@ sleep "$RUN"
 c1=$(cpu); n1=$(cycles)
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$agent/status")
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$agent/status")
-awk -v c0="$c0" -v c1="$c1" -v n0="$n0" -v n1="$n1" -v rss="$rss" -v hwm="$hwm" 'BEGIN {
+anon=$(awk '/^RssAnon/ {print $2}' "/proc/$agent/status")
+file=$(awk '/^RssFile/ {print $2}' "/proc/$agent/status")
+size=$(stat -c %s bin/agent)
+awk -v c0="$c0" -v c1="$c1" -v n0="$n0" -v n1="$n1" -v rss="$rss" -v hwm="$hwm" -v anon="$anon" -v file="$file" -v size="$size" 'BEGIN {
   n = n1 - n0
-  printf "cycles: %d\nagent CPU per cycle: %.3f ms (all threads, scheduler runtime)\nRSS: %.1f MiB (peak %.1f MiB)\n", n, (c1 - c0) / 1e6 / n, rss / 1024, hwm / 1024
+  printf "cycles: %d\nagent CPU per cycle: %.3f ms (all threads, scheduler runtime)\nRSS: %.1f MiB (peak %.1f MiB): %.1f MiB anonymous, %.1f MiB file-backed (the executable is %.1f MB)\n", n, (c1 - c0) / 1e6 / n, rss / 1024, hwm / 1024, anon / 1024, file / 1024, size / 1e6
 }'
