@@ -72,7 +72,7 @@ func (t *Tracker) Observe(r *model.NodeReport) []model.Event {
 	switch pressured := !n.Healthy; {
 	case pressured && !t.pressured:
 		event(model.EventPressureRaised, model.SeverityWarning, "node",
-			fmt.Sprintf("node %s is under pressure: %s", r.NodeName, join(reasons)), nil)
+			fmt.Sprintf("node %s is under pressure: %s", r.NodeName, strings.Join(reasons, "; ")), nil)
 	case !pressured && t.pressured:
 		event(model.EventPressureCleared, model.SeverityInfo, "node",
 			fmt.Sprintf("node %s is no longer under pressure", r.NodeName), nil)
@@ -133,5 +133,3 @@ func Lifecycle(typ model.EventType, node, version string, at time.Time) model.Ev
 }
 
 func format(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
-
-func join(s []string) string { return strings.Join(s, "; ") }

@@ -32,35 +32,9 @@ func (s *server) snapshot(w http.ResponseWriter, r *http.Request) error {
 	st.raw(`{"timestamp":`)
 	st.value(snap.Timestamp)
 	st.raw(`,"nodeMetrics":`)
-	if snap.NodeMetrics == nil {
-		st.raw("null")
-	} else {
-		st.raw("{")
-		for i, e := range ix.nodes {
-			if i > 0 {
-				st.raw(",")
-			}
-			st.value(e.name)
-			st.raw(":")
-			st.value(e.m)
-		}
-		st.raw("}")
-	}
+	streamMap(st, snap.NodeMetrics == nil, ix.nodes, func(e nodeEntry) (string, any) { return e.name, e.m })
 	st.raw(`,"podMetrics":`)
-	if snap.PodMetrics == nil {
-		st.raw("null")
-	} else {
-		st.raw("{")
-		for i, e := range ix.pods {
-			if i > 0 {
-				st.raw(",")
-			}
-			st.value(e.key)
-			st.raw(":")
-			st.value(e.m)
-		}
-		st.raw("}")
-	}
+	streamMap(st, snap.PodMetrics == nil, ix.pods, func(e podEntry) (string, any) { return e.key, e.m })
 	st.raw(`,"networkMetrics":`)
 	st.value(snap.NetworkMetrics)
 	st.raw(`,"clusterMetrics":`)
@@ -75,6 +49,26 @@ func (s *server) snapshot(w http.ResponseWriter, r *http.Request) error {
 		s.log.Warn("snapshot response cut short", "err", err)
 	}
 	return nil
+}
+
+// streamMap writes entries as a JSON object in their (sorted) order, or
+// null for a nil map, as json.Marshal would.
+func streamMap[E any](st *jsonStream, isNil bool, entries []E, kv func(E) (string, any)) {
+	if isNil {
+		st.raw("null")
+		return
+	}
+	st.raw("{")
+	for i, e := range entries {
+		if i > 0 {
+			st.raw(",")
+		}
+		k, v := kv(e)
+		st.value(k)
+		st.raw(":")
+		st.value(v)
+	}
+	st.raw("}")
 }
 
 // probeBody is the body of a passing probe.

@@ -205,19 +205,15 @@ var FlagKeys = map[string]string{
 	"kubelet-token-file":               "agent.kubelet.token_file",
 	"kubelet-ca-file":                  "agent.kubelet.ca_file",
 	"kubelet-insecure-skip-tls-verify": "agent.kubelet.insecure_skip_tls_verify",
-	"disable-kubelet":                  "",
 	"pod-resources-socket":             "agent.gpu.pod_resources_socket",
-	"disable-gpu":                      "",
 	"disk-mounts":                      "agent.disk.mounts",
 	"root-dir":                         "agent.disk.root_dir",
 	"http-addr":                        "aggregator.http_addr",
 	"kubeconfig":                       "aggregator.kubeconfig",
 	"stale-intervals":                  "aggregator.stale_intervals",
-	"disable-object-metrics":           "",
-	"disable-metrics-server":           "",
 }
 
-// negatedFlags are booleans whose flag turns a key off.
+// negatedFlags are the --disable-* booleans: set, each turns its key off.
 var negatedFlags = map[string]string{
 	"disable-kubelet":        "agent.kubelet.enabled",
 	"disable-gpu":            "agent.gpu.enabled",
@@ -290,18 +286,15 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 			cfg.File = f.Value.String()
 		}
 		for name, key := range FlagKeys {
-			f := fs.Lookup(name)
-			if f == nil || !f.Changed {
-				continue
-			}
-			if neg, ok := negatedFlags[name]; ok {
-				if f.Value.String() == "true" {
-					v.Set(neg, false)
+			if f := fs.Lookup(name); f != nil && f.Changed {
+				if err := v.BindPFlag(key, f); err != nil {
+					return nil, fmt.Errorf("bind flag --%s: %w", name, err)
 				}
-				continue
 			}
-			if err := v.BindPFlag(key, f); err != nil {
-				return nil, fmt.Errorf("bind flag --%s: %w", name, err)
+		}
+		for name, key := range negatedFlags {
+			if f := fs.Lookup(name); f != nil && f.Changed && f.Value.String() == "true" {
+				v.Set(key, false)
 			}
 		}
 	}
