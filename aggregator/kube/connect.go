@@ -53,6 +53,8 @@ func Connect(kubeconfig string, logger *slog.Logger) (*Cluster, error) {
 	}
 	c := New(client, metrics, logger)
 	c.rest = cfg
+	// Nothing is asked of the API server until Start has seen it answer.
+	c.connecting = true
 	c.logger.Info("Kubernetes configured", "host", cfg.Host, "config", from)
 	return c, nil
 }
@@ -65,6 +67,9 @@ func Connect(kubeconfig string, logger *slog.Logger) (*Cluster, error) {
 func (c *Cluster) waitForAPIServer(ctx context.Context) error {
 	disco := discovery.ToDiscoveryInterfaceWithContext(c.client.Discovery())
 	host := c.host()
+	c.mu.Lock()
+	c.connecting = true
+	c.mu.Unlock()
 	delay := c.connectBackoff
 	var lastLog time.Time
 	for attempt := 1; ; attempt++ {
@@ -73,7 +78,7 @@ func (c *Cluster) waitForAPIServer(ctx context.Context) error {
 		cancel()
 		if err == nil {
 			c.mu.Lock()
-			c.answered, c.connectErr = true, nil
+			c.connecting, c.connectErr = false, nil
 			c.mu.Unlock()
 			c.logger.Info("connected to Kubernetes", "host", host, "version", v.GitVersion, "attempts", attempt)
 			return nil

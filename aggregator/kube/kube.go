@@ -89,9 +89,9 @@ type Cluster struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	// answered is set once the API server answered Start; connectErr is
-	// the latest failure before that.
-	answered   bool
+	// connecting is set from Connect or Start until the API server
+	// answered; connectErr is the latest failure meanwhile.
+	connecting bool
 	connectErr error
 	cancel     context.CancelFunc
 	factories  []informers.SharedInformerFactory
@@ -291,17 +291,15 @@ func (c *Cluster) Status() map[string]model.SourceStatus {
 // the last lists and shows in Status instead.
 func (c *Cluster) Ready() (ok bool, reason string) {
 	c.mu.Lock()
-	answered, connectErr, started := c.answered, c.connectErr, c.started
+	connecting, connectErr, started := c.connecting, c.connectErr, c.started
 	nodes, pods, namespaces := c.nodes, c.pods, c.namespaces
 	c.mu.Unlock()
 	switch {
-	case !started:
-		return false, "informers not started"
-	case !answered && connectErr != nil:
+	case connecting && connectErr != nil:
 		return false, fmt.Sprintf("connecting to the API server %s: %v", c.host(), connectErr)
-	case !answered:
+	case connecting:
 		return false, "connecting to the API server " + c.host()
-	case nodes == nil:
+	case !started, nodes == nil:
 		return false, "informers not started"
 	}
 	var waiting []string

@@ -70,10 +70,10 @@ func (c *Cluster) PollUsage(ctx context.Context) (pods, nodes map[string]state.U
 		return nil, nil, model.SourceStatus{Status: model.SourceUnavailable, Reason: reasonDisabled}
 	}
 	c.mu.Lock()
-	connecting := c.started && !c.answered
+	connecting := c.connecting
 	c.mu.Unlock()
 	if connecting {
-		// Not the API server's timeout on every poll while Start waits.
+		// Not the API server's timeout on every poll until it answered.
 		return nil, nil, model.SourceStatus{Status: model.SourceUnavailable, Reason: reasonNoAPIServer}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.usageTimeout)
