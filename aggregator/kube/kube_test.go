@@ -646,6 +646,8 @@ func TestConnect(t *testing.T) {
 		// Configured is not standalone: Start waits for the server.
 		{name: "server does not answer", flag: badCfg, host: bad},
 		{name: "kubeconfig names no cluster", env: emptyCfg, standalone: true, reason: "names no cluster"},
+		// How docs tell a user with a kubeconfig to run standalone.
+		{name: "KUBECONFIG=/dev/null", env: os.DevNull, standalone: true, reason: "names no cluster"},
 		{name: "flag names a missing file", flag: filepath.Join(dir, "typo"), fails: true, reason: "read kubeconfig"},
 	}
 	for _, tt := range tests {
