@@ -125,6 +125,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.
 	return err
 }
 
+// hostID names this aggregator as the sender of its cluster events.
 func hostID() string {
 	if id, _ := os.Hostname(); id != "" {
 		return id
