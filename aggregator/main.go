@@ -14,12 +14,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
@@ -45,8 +47,9 @@ var command = config.Command{
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
 /healthz, /readyz, /metrics. NATS: embedded on --nats-listen unless
---nats-url names an existing server. Without a reachable cluster it runs
-standalone (agents only).
+--nats-url names an existing server. Without a configured cluster (no
+in-cluster service account, no kubeconfig) it runs standalone (agents only);
+a configured API server that does not answer is waited for.
 
 Usage:
   aggregator                                 embedded NATS, in-cluster or ~/.kube/config
@@ -56,6 +59,16 @@ Usage:
 	Validate: (*config.Config).ValidateAggregator,
 }
 
+// Shutdown bounds.
+const (
+	// httpShutdownTimeout is how long requests in flight may take to
+	// finish once the listener is closed.
+	httpShutdownTimeout = 5 * time.Second
+	// drainTimeout bounds the NATS drain: handling the messages already
+	// received and flushing the last published events.
+	drainTimeout = 5 * time.Second
+)
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg, logger, code, ok := command.Parse(args, stdout, stderr)
 	if !ok {
@@ -63,135 +76,145 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, logger, nil); err != nil {
+	// The listener comes first, so that probes answer from the start
+	// however long NATS, the API server or the informers take.
+	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
+	if err != nil {
+		logger.Error("aggregator not started", "error", fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err))
+		return 1
+	}
+	if err := serve(ctx, cfg, logger, ln, nil); err != nil {
 		logger.Error("aggregator stopped", "error", err)
 		return 1
 	}
 	return 0
 }
 
-// serve runs the aggregator until ctx ends. ready, when not nil, receives
-// the HTTP and NATS addresses once both listen (tests use it).
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- [2]string) error {
+// serve runs the aggregator on ln until ctx ends or one of its servers
+// fails, then stops it in order. It returns nil after a stop asked for by
+// ctx, and what failed otherwise. ready, when not nil, receives the HTTP
+// and NATS addresses once everything is started (tests use it).
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.Listener, ready chan<- [2]string) error {
 	logger.Info("aggregator starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval)
-	id, _ := os.Hostname()
-	if id == "" {
-		id = "aggregator"
-	}
-
-	// NATS: embedded unless an external URL is configured.
-	var embedded *natsserver.Server
-	natsURL := cfg.NATS.URL
-	opts := cfg.NATS.NATSOptions("k8smon-aggregator " + id)
-	if natsURL == "" {
-		srv, err := natsserver.Start(cfg.NATS, logger)
-		if err != nil {
-			return err
+	// Shutdown closes it once it is served; this covers a failed start.
+	defer ln.Close() //nolint:errcheck // a second close only says it is closed
+	g, gctx := errgroup.WithContext(ctx)
+	runCtx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	a := &aggregator{cfg: cfg, logger: logger, id: hostID()}
+	err := a.start(runCtx, g, ln)
+	if err == nil {
+		if ready != nil {
+			ready <- [2]string{ln.Addr().String(), a.natsURL}
 		}
-		defer srv.Shutdown()
-		embedded, natsURL = srv, srv.ClientURL()
-		opts = append(opts, srv.InProcessOption())
-		logger.Info("embedded NATS listening; point agents' --nats-url at this host", "listen", cfg.NATS.Listen, "url", natsURL)
+		<-runCtx.Done()
 	}
-	nc, err := nats.Connect(natsURL, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+	switch {
+	case err != nil:
+		// Returned below, and logged by run.
+	case ctx.Err() != nil:
+		logger.Info("aggregator stopping")
+	default:
+		logger.Error("a server failed; stopping", "error", context.Cause(gctx))
 	}
-	defer nc.Close()
+	cancel()
+	a.stop()
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	return err
+}
 
-	extra := prometheus.NewRegistry()
-	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ing, err := ingest.New(ingest.Config{
-		Prefix:     cfg.NATS.SubjectPrefix,
-		Registerer: extra,
-		Logger:     logger.With("component", "ingest"),
-		OnEvent: func(e *model.Event) {
-			logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
-		},
-	})
-	if err != nil {
-		return err
+// hostID names this aggregator as the sender of its cluster events.
+func hostID() string {
+	if id, _ := os.Hostname(); id != "" {
+		return id
 	}
-	if err := ing.Start(nc); err != nil {
-		return fmt.Errorf("subscribe to agent reports: %w", err)
-	}
-	defer ing.Close() //nolint:errcheck // best effort on the way out
+	return "aggregator"
+}
 
-	// Kubernetes: optional; without it the aggregator runs on agents alone.
-	var clusterSrc manager.ClusterSource
-	cl, err := kube.Connect(cfg.Aggregator.Kubeconfig, logger.With("component", "kube"))
+// aggregator holds the running parts, so that stop can end them in order
+// whatever point start reached.
+type aggregator struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	id     string
+
+	httpSrv  *http.Server
+	embedded *natsserver.Server
+	natsURL  string
+	nc       *nats.Conn
+	ncClosed chan struct{}
+	ing      *ingest.Ingester
+	mgr      *manager.Manager
+	mgrDone  chan struct{}
+	cluster  *kube.Cluster
+	vms      *vm.Watcher
+	// clusterDone is closed when startCluster has returned.
+	clusterDone chan struct{}
+}
+
+// start starts the parts in the order that keeps the process observable:
+// the HTTP API (probes answer at once; /readyz says what is awaited), NATS
+// and the agents' reports, the snapshot builds, and then, in the
+// background, the API server, the informers and the VM watcher, which may
+// take minutes. Long-running parts run in g, whose failure ends ctx.
+func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listener) error {
+	// Kubernetes: only the configuration here, which contacts nothing;
+	// without one the aggregator runs on agents alone.
+	cl, err := kube.Connect(a.cfg.Aggregator.Kubeconfig, a.logger.With("component", "kube"))
 	switch {
 	case errors.Is(err, kube.ErrStandalone):
-		logger.Warn("standalone mode: nodes and pods come from agents only", "reason", err)
+		a.logger.Warn("standalone mode: nodes and pods come from agents only", "reason", err)
 	case err != nil:
 		return err
 	default:
-		defer cl.Close()
-		if err := cl.Start(ctx, cfg.Metrics.Namespaces); err != nil && !errors.Is(err, kube.ErrNotSynced) {
-			return fmt.Errorf("start informers: %w", err)
-		} else if err != nil {
-			logger.Warn("informers not synced yet; serving what they have", "error", err)
-		}
-		clusterSrc = cl
+		a.cluster = cl
 	}
 
 	// Virtual machines: KubeVirt VMIs and custom VM resources, when served.
 	var vmSrc *vm.Source
-	if cl != nil && (cfg.VMs.KubeVirt || (cfg.Metrics.EnableCustom && len(cfg.VMs.Custom) > 0)) {
-		dyn, err := dynamic.NewForConfig(cl.RESTConfig())
+	if a.cluster != nil && (a.cfg.VMs.KubeVirt || (a.cfg.Metrics.EnableCustom && len(a.cfg.VMs.Custom) > 0)) {
+		dyn, err := dynamic.NewForConfig(a.cluster.RESTConfig())
 		if err != nil {
 			return fmt.Errorf("create dynamic client for VM resources: %w", err)
 		}
-		w := vm.NewWatcher(dyn, cl.Client().Discovery(), cfg.VMs, cfg.Metrics.EnableCustom, logger.With("component", "vm"))
-		if err := w.Start(ctx); err != nil {
-			return fmt.Errorf("watch VM resources: %w", err)
-		}
-		vmSrc = vm.NewSource(w)
+		a.vms = vm.NewWatcher(dyn, a.cluster.Client().Discovery(), a.cfg.VMs, a.cfg.Metrics.EnableCustom, a.logger.With("component", "vm"))
+		vmSrc = vm.NewSource(a.vms)
 	}
 
+	extra := prometheus.NewRegistry()
+	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	store := state.NewStore(state.StoreOptions{
-		History:    state.NewHistory(cfg.Metrics.CacheRetention, cfg.Aggregator.HistoryPoints),
-		Standalone: clusterSrc == nil,
-		MaxAge:     3 * cfg.Metrics.CollectInterval,
+		History:    state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints),
+		Standalone: a.cluster == nil,
+		MaxAge:     3 * a.cfg.Metrics.CollectInterval,
 	})
-	subject := wire.ClusterEventSubject(cfg.NATS.SubjectPrefix)
-	mopts := manager.Options{
-		Interval:       cfg.Metrics.CollectInterval,
-		StaleIntervals: cfg.Aggregator.StaleIntervals,
-		ForgetAfter:    max(cfg.Metrics.CacheRetention, time.Duration(cfg.Aggregator.StaleIntervals+1)*cfg.Metrics.CollectInterval),
-		// The agents' thresholds (agent.thresholds, same config file) also
-		// decide pressure in the snapshot, so both sides agree.
-		Thresholds:    cfg.Agent.Thresholds,
-		Reports:       ing,
-		Cluster:       clusterSrc,
-		MetricsServer: cfg.Aggregator.MetricsServer,
-		Store:         store,
-		Logger:        logger.With("component", "manager"),
-		OnEvents: func(events []model.Event) {
-			for i := range events {
-				e := &events[i]
-				logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
-				data, err := wire.EncodeEvent(wire.KindClusterEvent, id, e)
-				if err == nil {
-					err = nc.Publish(subject, data)
-				}
-				if err != nil {
-					logger.Warn("cluster event not published", "type", e.Type, "error", err)
-				}
-			}
-		},
-	}
-	if vmSrc != nil {
-		mopts.VMs = vmSrc
-	}
-	mgr := manager.New(mopts)
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
+	a.startHTTP(g, ln, store, extra)
 
+	if err := a.startNATS(ctx, g); err != nil {
+		return err
+	}
+	if err := a.startIngest(extra); err != nil {
+		return err
+	}
+	a.startManager(ctx, g, store, vmSrc)
+	if a.cluster != nil {
+		a.clusterDone = make(chan struct{})
+		g.Go(func() error {
+			defer close(a.clusterDone)
+			return a.startCluster(ctx)
+		})
+	}
+	return nil
+}
+
+// startHTTP serves the API on ln. A Serve failure fails g.
+func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) {
 	handler := api.New(store, api.Options{
-		Logger:        logger.With("component", "api"),
-		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
-		Thresholds:    cfg.Agent.Thresholds,
+		Logger:        a.logger.With("component", "api"),
+		ObjectMetrics: a.cfg.Aggregator.ObjectMetrics,
+		Thresholds:    a.cfg.Agent.Thresholds,
 		Gatherer:      extra,
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
@@ -202,36 +225,225 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 			})
 		},
 	})
-	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err)
-	}
-	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("HTTP server", "error", err)
+	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("HTTP API server on %s: %w", ln.Addr(), err)
 		}
-	}()
-	logger.Info("serving the HTTP API", "url", "http://"+localURL(ln.Addr()))
-	if ready != nil {
-		natsAddr := ""
-		if embedded != nil {
-			natsAddr = embedded.ClientURL()
-		}
-		ready <- [2]string{ln.Addr().String(), natsAddr}
-	}
+		return nil
+	})
+	a.logger.Info("serving the HTTP API", "url", "http://"+localURL(ln.Addr()))
+}
 
-	<-ctx.Done()
-	logger.Info("aggregator stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = httpSrv.Shutdown(sctx)
-	_ = mgr.Stop()
-	<-mgrDone
-	if err := nc.Drain(); err != nil {
-		logger.Warn("drain NATS", "error", err)
+// startNATS starts the embedded NATS server unless an external URL is
+// configured, and connects to it. Losing either for good fails g.
+func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
+	a.natsURL = a.cfg.NATS.URL
+	opts := a.cfg.NATS.NATSOptions("k8smon-aggregator " + a.id)
+	if a.natsURL == "" {
+		srv, err := natsserver.Start(a.cfg.NATS, a.logger)
+		if err != nil {
+			return err
+		}
+		a.embedded, a.natsURL = srv, srv.ClientURL()
+		opts = append(opts, srv.InProcessOption())
+		a.logger.Info("embedded NATS listening; point agents' --nats-url at this host", "listen", a.cfg.NATS.Listen, "url", a.natsURL)
+	}
+	closed := make(chan struct{})
+	var once sync.Once
+	opts = append(opts,
+		nats.DrainTimeout(drainTimeout),
+		nats.ClosedHandler(func(*nats.Conn) { once.Do(func() { close(closed) }) }),
+	)
+	nc, err := nats.Connect(a.natsURL, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", a.natsURL, err)
+	}
+	a.nc, a.ncClosed = nc, closed
+	g.Go(func() error { return a.watchNATS(ctx) })
+	return nil
+}
+
+// watchNATS fails when the embedded server stops or the connection closes
+// while the aggregator is meant to run: without NATS it would serve ever
+// older data.
+func (a *aggregator) watchNATS(ctx context.Context) error {
+	var serverDone <-chan struct{}
+	if a.embedded != nil {
+		serverDone = a.embedded.Done()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-serverDone:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("embedded NATS server stopped")
+	case <-a.ncClosed:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("NATS connection to %s closed", a.natsURL)
+	}
+}
+
+// startIngest subscribes to the agents' reports and events.
+func (a *aggregator) startIngest(extra *prometheus.Registry) error {
+	ing, err := ingest.New(ingest.Config{
+		Prefix:     a.cfg.NATS.SubjectPrefix,
+		Registerer: extra,
+		Logger:     a.logger.With("component", "ingest"),
+		OnEvent: func(e *model.Event) {
+			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := ing.Start(a.nc); err != nil {
+		return fmt.Errorf("subscribe to agent reports: %w", err)
+	}
+	a.ing = ing
+	return nil
+}
+
+// startManager builds snapshots in g until ctx ends or stop stops it.
+func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store *state.Store, vmSrc *vm.Source) {
+	subject := wire.ClusterEventSubject(a.cfg.NATS.SubjectPrefix)
+	mopts := manager.Options{
+		Interval:       a.cfg.Metrics.CollectInterval,
+		StaleIntervals: a.cfg.Aggregator.StaleIntervals,
+		ForgetAfter:    max(a.cfg.Metrics.CacheRetention, time.Duration(a.cfg.Aggregator.StaleIntervals+1)*a.cfg.Metrics.CollectInterval),
+		// The agents' thresholds (agent.thresholds, same config file) also
+		// decide pressure in the snapshot, so both sides agree.
+		Thresholds:    a.cfg.Agent.Thresholds,
+		Reports:       a.ing,
+		MetricsServer: a.cfg.Aggregator.MetricsServer,
+		Store:         store,
+		Logger:        a.logger.With("component", "manager"),
+		OnEvents:      func(events []model.Event) { a.publishEvents(subject, events) },
+	}
+	// Typed nils would read as present sources.
+	if a.cluster != nil {
+		mopts.Cluster = a.cluster
+	}
+	if vmSrc != nil {
+		mopts.VMs = vmSrc
+	}
+	a.mgr = manager.New(mopts)
+	a.mgrDone = make(chan struct{})
+	g.Go(func() error {
+		defer close(a.mgrDone)
+		// ErrStopped: stop came first, which is no failure.
+		if err := a.mgr.Start(ctx); err != nil && !errors.Is(err, manager.ErrStopped) {
+			return fmt.Errorf("build snapshots: %w", err)
+		}
+		return nil
+	})
+}
+
+// publishEvents logs each cluster event and publishes it on subject.
+func (a *aggregator) publishEvents(subject string, events []model.Event) {
+	for i := range events {
+		e := &events[i]
+		a.logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
+		data, err := wire.EncodeEvent(wire.KindClusterEvent, a.id, e)
+		if err == nil {
+			err = a.nc.Publish(subject, data)
+		}
+		if err != nil {
+			a.logger.Warn("cluster event not published", "type", e.Type, "error", err)
+		}
+	}
+}
+
+// startCluster waits for the API server and the informers' first lists,
+// builds a snapshot at once so that readiness does not wait for the next
+// tick, and then starts the VM watcher. Meanwhile the snapshots hold what
+// the agents report and /readyz says which step is awaited.
+func (a *aggregator) startCluster(ctx context.Context) error {
+	err := a.cluster.Start(ctx, a.cfg.Metrics.Namespaces)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, kube.ErrNotSynced):
+		a.logger.Warn("informers not synced yet; not ready until they are", "error", err)
+	case err != nil:
+		return fmt.Errorf("start informers: %w", err)
+	default:
+		if err := a.mgr.Collect(ctx); err != nil && ctx.Err() == nil {
+			a.logger.Warn("collect", "error", err)
+		}
+	}
+	if a.vms != nil {
+		if err := a.vms.Start(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("watch VM resources: %w", err)
+		}
 	}
 	return nil
+}
+
+// stop ends what start started, in order: new HTTP requests refused and
+// those in flight finished; snapshot builds stopped, so no cluster event is
+// published after the drain; NATS drained, so that agents' messages already
+// received are handled and the last events reach the server; the VM and
+// Kubernetes informers stopped; the embedded NATS server shut down last,
+// once no client of it is left.
+func (a *aggregator) stop() {
+	if a.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			a.logger.Warn("HTTP requests cut short at shutdown", "error", err)
+			_ = a.httpSrv.Close()
+		}
+		cancel()
+		a.logger.Info("HTTP API stopped")
+	}
+	if a.mgrDone != nil {
+		_ = a.mgr.Stop()
+		<-a.mgrDone
+		a.logger.Info("snapshot builds stopped")
+	}
+	if a.nc != nil {
+		a.drainNATS()
+	}
+	if a.ing != nil {
+		_ = a.ing.Close() // after the drain, which already unsubscribed
+	}
+	if a.clusterDone != nil {
+		<-a.clusterDone // its ctx has ended; no watcher starts after this
+	}
+	if a.vms != nil {
+		a.vms.Close()
+	}
+	if a.cluster != nil {
+		a.cluster.Close()
+		a.logger.Info("informers stopped")
+	}
+	if a.embedded != nil {
+		a.embedded.Shutdown()
+	}
+}
+
+// drainNATS drains the connection and waits until it is closed: Drain only
+// starts the drain. The client gives up after drainTimeout itself; the
+// wait has a bound of its own in case it does not.
+func (a *aggregator) drainNATS() {
+	if err := a.nc.Drain(); err != nil {
+		a.logger.Warn("drain NATS", "error", err)
+		a.nc.Close()
+		return
+	}
+	t := time.NewTimer(drainTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-a.ncClosed:
+		a.logger.Info("NATS connection drained")
+	case <-t.C:
+		a.logger.Warn("NATS drain did not finish; closing the connection", "after", drainTimeout)
+		a.nc.Close()
+	}
 }
 
 // localURL turns a wildcard listen address into one a user can paste.
