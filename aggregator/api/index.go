@@ -51,13 +51,19 @@ var hashSeed = maphash.MakeSeed()
 
 func hash32(s string) uint32 { return uint32(maphash.String(hashSeed, s)) }
 
+// newPodEntry's rates are the highest against a limit that applies (the
+// pod's where it bounds the whole pod, each container's against its own),
+// so that filters and sorts by rate find a container at its limit in a pod
+// that has no limit as a whole.
 func newPodEntry(key string, p *model.PodMetrics) podEntry {
+	cpuRate, cpuLimited := p.CPULimitRate()
+	memRate, memLimited := p.MemoryLimitRate()
 	return podEntry{
 		key: key, m: p,
-		cpu: float64(p.CPUUsage), mem: float64(p.MemoryUsage), cpuRate: p.CPUUsageRate, memRate: p.MemoryUsageRate,
+		cpu: float64(p.CPUUsage), mem: float64(p.MemoryUsage), cpuRate: cpuRate, memRate: memRate,
 		restarts: p.Restarts, nodeHash: hash32(p.NodeName), nameHash: hash32(p.PodName),
 		phase: phaseCode(p.Phase), known: p.UsageSource != "",
-		cpuLimited: p.CPULimit > 0, memLimited: p.MemoryLimit > 0,
+		cpuLimited: cpuLimited, memLimited: memLimited,
 	}
 }
 
