@@ -10,8 +10,6 @@ package api
 import (
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -60,6 +58,11 @@ type Options struct {
 	// Extra registers further routes, such as /api/vms, on the same mux.
 	// They get the same panic recovery and request metrics.
 	Extra func(mux *http.ServeMux)
+	// Querier, when set, answers the node and pod lists, so that another
+	// front end (the MCP server) sharing it shares the per-snapshot index.
+	// It must read the same provider. Nil: the handler makes its own with
+	// Thresholds.
+	Querier *Querier
 }
 
 // Routes, as registered; the route label of the request metrics.
@@ -79,15 +82,10 @@ const (
 
 // server holds the handler's state.
 type server struct {
-	p          Provider
-	log        *slog.Logger
-	thresholds model.Thresholds
-	metrics    *selfMetrics
-
-	// idx caches the lookup structures of the latest snapshot; idxMu
-	// makes concurrent first requests build them once.
-	idx   atomic.Pointer[index]
-	idxMu sync.Mutex
+	p       Provider
+	log     *slog.Logger
+	q       *Querier
+	metrics *selfMetrics
 }
 
 // New returns the aggregator's HTTP handler.
@@ -96,11 +94,11 @@ func New(p Provider, opts Options) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{
-		p:          p,
-		log:        log,
-		thresholds: state.ResolveThresholds(opts.Thresholds),
+	q := opts.Querier
+	if q == nil {
+		q = NewQuerier(p, opts.Thresholds)
 	}
+	s := &server{p: p, log: log, q: q}
 	reg := prometheus.NewRegistry()
 	s.metrics = newSelfMetrics(reg)
 	reg.MustRegister(newSnapshotCollector(p, opts.ObjectMetrics))
