@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
 )
 
 // BytesPerToken is the size of a token in every budget of this server:
@@ -44,14 +46,33 @@ func resolveMaxTokens(n int) (int, error) {
 	return MaxBytes(n), nil
 }
 
+// serverInfo identifies the server in every result's _meta, as the SDK
+// adds it for clients of protocol 2026-07-28 and later; results carry it
+// from the start so that their measured size is their size on the wire.
+var serverInfo = &sdk.Implementation{Name: "k8s-llm-monitor", Version: version.Version}
+
+// resultTypeBytes is what the SDK adds to a result for clients of
+// protocol 2026-07-28 and later, after it is measured.
+const resultTypeBytes = len(`,"resultType":"complete"`)
+
+// newResult is a tool result with its text and structured content.
+func newResult(text string, structured any) *sdk.CallToolResult {
+	return &sdk.CallToolResult{
+		Meta:              sdk.Meta{sdk.MetaKeyServerInfo: serverInfo},
+		Content:           []sdk.Content{&sdk.TextContent{Text: text}},
+		StructuredContent: structured,
+	}
+}
+
 // resultSize is the size of a tool result as the SDK sends it: the
-// JSON-RPC layer writes the result's own MarshalJSON output.
+// JSON-RPC layer writes the result's own MarshalJSON output, to which the
+// SDK may add the result type.
 func resultSize(res *sdk.CallToolResult) int {
 	b, err := json.Marshal(res)
 	if err != nil {
 		return 1 << 30 // never fits, so the caller falls back to plain text
 	}
-	return len(b)
+	return len(b) + resultTypeBytes
 }
 
 // answer is a tool's reply before it is fitted to its budget: a verdict
@@ -169,10 +190,7 @@ func (a *answer) result(k int) *sdk.CallToolResult {
 			structured["narrowWith"] = a.narrow
 		}
 	}
-	return &sdk.CallToolResult{
-		Content:           []sdk.Content{&sdk.TextContent{Text: text.String()}},
-		StructuredContent: structured,
-	}
+	return newResult(text.String(), structured)
 }
 
 // fitter is a tool's answer, rendered within a byte budget.
@@ -240,10 +258,7 @@ func (a *answer) squeeze(maxBytes int) *sdk.CallToolResult {
 	}
 	build := func(n int) *sdk.CallToolResult {
 		t := truncate(text, n)
-		return &sdk.CallToolResult{
-			Content:           []sdk.Content{&sdk.TextContent{Text: t + note}},
-			StructuredContent: map[string]any{"verdict": truncate(a.verdict, n), "truncated": true},
-		}
+		return newResult(t+note, map[string]any{"verdict": truncate(a.verdict, n), "truncated": true})
 	}
 	lo, top, best := 0, len(text), 0
 	for lo <= top {

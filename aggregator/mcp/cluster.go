@@ -186,6 +186,7 @@ func (s *Server) gpuOverview(_ context.Context, in GPUOverviewInput) (fitter, er
 		a.fact("models", "%s", strings.Join(models, ", "))
 	}
 	a.data["summary"] = counts
+	a.data["total"] = len(rows)
 	sec := a.section("gpus", "GPUs", "node index model util mem temp power pods problems")
 	for _, r := range rows {
 		sec.add(gpuLine(r, true), r)

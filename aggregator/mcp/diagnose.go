@@ -100,7 +100,7 @@ func (da *diagnosisAnswer) result(text string, k int) *sdk.CallToolResult {
 			structured["evidenceLeftOut"] = left
 		}
 	}
-	return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: text}}, StructuredContent: structured}
+	return newResult(text, structured)
 }
 
 // fit gives the structured evidence at most half of the budget (all of it

@@ -199,6 +199,15 @@ func text(t testing.TB, res *sdk.CallToolResult) string {
 	return tc.Text
 }
 
+// wireSize is the size of a result the client received, as the server
+// sent it (the client keeps every field, the result type included).
+func wireSize(t testing.TB, res *sdk.CallToolResult) int {
+	t.Helper()
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	return len(b)
+}
+
 // structured decodes the result's structured content.
 func structured(t testing.TB, res *sdk.CallToolResult) map[string]any {
 	t.Helper()

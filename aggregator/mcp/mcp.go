@@ -11,12 +11,15 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +29,6 @@ import (
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
-	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
 )
 
 // Route is where RegisterRoutes mounts the server.
@@ -108,7 +110,7 @@ func New(opts Options) (*Server, error) {
 			Help: "MCP tool calls, by tool and outcome (ok, invalid, notfound, error).",
 		}, []string{"tool", "outcome"}),
 	}
-	s.sdk = sdk.NewServer(&sdk.Implementation{Name: "k8s-llm-monitor", Title: "k8s-llm-monitor", Version: version.Version},
+	s.sdk = sdk.NewServer(serverInfo,
 		&sdk.ServerOptions{Instructions: instructions, Logger: log})
 	if err := s.addTools(); err != nil {
 		return nil, err
@@ -154,18 +156,25 @@ type toolSpec struct {
 }
 
 // addTool registers a tool whose handler builds an answer; the wrapper
+// decodes and checks the arguments (strictly: unknown ones are refused),
 // checks max_tokens, fits the answer to it, turns errors into tool errors
-// (within the budget too), counts the outcome and recovers a panic.
+// (within the budget too), counts the outcome and recovers a panic. It
+// does the SDK's usual argument handling itself so that every refusal is
+// counted and its message bounded (the SDK echoes whole values).
 func addTool[In budgeted](s *Server, spec toolSpec, h func(ctx context.Context, in In) (fitter, error)) error {
 	schema, err := inputSchema[In](spec.enums)
 	if err != nil {
 		return fmt.Errorf("input schema of tool %s: %w", spec.name, err)
 	}
+	resolved, err := schema.Resolve(nil)
+	if err != nil {
+		return fmt.Errorf("resolve input schema of tool %s: %w", spec.name, err)
+	}
 	tool := &sdk.Tool{
 		Name: spec.name, Title: spec.title, Description: spec.description, InputSchema: schema,
 		Annotations: &sdk.ToolAnnotations{Title: spec.title, ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: new(false)},
 	}
-	sdk.AddTool(s.sdk, tool, func(ctx context.Context, _ *sdk.CallToolRequest, in In) (res *sdk.CallToolResult, _ any, _ error) {
+	s.sdk.AddTool(tool, func(ctx context.Context, req *sdk.CallToolRequest) (res *sdk.CallToolResult, _ error) {
 		maxBytes := MaxBytes(DefaultMaxTokens)
 		defer func() {
 			if v := recover(); v != nil {
@@ -173,19 +182,50 @@ func addTool[In budgeted](s *Server, spec toolSpec, h func(ctx context.Context, 
 				res = s.failure(spec.name, fmt.Errorf("internal error in %s", spec.name), maxBytes)
 			}
 		}()
-		maxBytes, err := resolveMaxTokens(in.maxTokens())
+		in, err := decodeArgs[In](req.Params.Arguments, resolved)
+		if err == nil {
+			maxBytes, err = resolveMaxTokens(in.maxTokens())
+		}
 		if err != nil {
-			return s.failure(spec.name, err, MaxBytes(DefaultMaxTokens)), nil, nil
+			return s.failure(spec.name, err, MaxBytes(DefaultMaxTokens)), nil
 		}
 		a, err := h(ctx, in)
 		if err != nil {
-			return s.failure(spec.name, err, maxBytes), nil, nil
+			return s.failure(spec.name, err, maxBytes), nil
 		}
 		s.calls.WithLabelValues(spec.name, outcomeOK).Inc()
-		return a.fit(maxBytes), nil, nil
+		return a.fit(maxBytes), nil
 	})
 	s.tools = append(s.tools, spec.name)
 	return nil
+}
+
+// maxErrorDetail bounds the part of a refusal that comes from decoding or
+// schema checks, which may quote what the caller sent.
+const maxErrorDetail = 300
+
+// decodeArgs decodes a call's arguments into In, refusing unknown ones and
+// wrong types, then checks them against the tool's schema (enums, ranges,
+// lengths).
+func decodeArgs[In any](raw json.RawMessage, schema *jsonschema.Resolved) (In, error) {
+	var in In
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return in, invalidf("arguments: %s", truncate(err.Error(), maxErrorDetail))
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return in, invalidf("arguments: want a JSON object: %s", truncate(err.Error(), maxErrorDetail))
+	}
+	if err := schema.Validate(doc); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "validating root: ")
+		return in, invalidf("arguments: %s", truncate(msg, maxErrorDetail))
+	}
+	return in, nil
 }
 
 // failure answers a refused or failed call as a tool error, so the model
@@ -201,11 +241,11 @@ func (s *Server) failure(tool string, err error, maxBytes int) *sdk.CallToolResu
 	if last := s.lastLog.Load(); now-last >= int64(time.Second) && s.lastLog.CompareAndSwap(last, now) {
 		s.log.Warn("tool call refused", "tool", tool, "outcome", outcome, "error", err)
 	}
-	res := &sdk.CallToolResult{IsError: true}
 	msg := err.Error()
 	// The message echoes bounded arguments; cut it anyway to the budget.
 	for {
-		res.Content = []sdk.Content{&sdk.TextContent{Text: msg}}
+		res := newResult(msg, nil)
+		res.IsError = true
 		if resultSize(res) <= maxBytes || msg == "" {
 			return res
 		}

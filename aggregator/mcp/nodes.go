@@ -184,7 +184,7 @@ func (s *Server) listNodes(_ context.Context, in ListNodesInput) (fitter, error)
 	}
 	a := newAnswer(verdict)
 	a.data["total"] = total
-	a.narrow = "healthy, pressure, stale, label, sort, limit"
+	a.narrow = narrowWith(q, "healthy", "pressure", "stale", "label", "sort", "limit")
 	sec := a.section("nodes", "nodes", "name status cpu mem disk gpu notes")
 	sec.total = total
 	for _, n := range items {
@@ -363,6 +363,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// narrowWith lists the filters not used yet, for a cut answer.
+func narrowWith(q url.Values, names ...string) string {
+	var out []string
+	for _, n := range names {
+		if !q.Has(n) {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 // Query building from typed arguments; empty arguments are left out so
 // the HTTP API's defaults apply.
 
@@ -389,4 +400,3 @@ func setRate(q url.Values, key string, v *float64) {
 		q.Set(key, strconv.FormatFloat(*v, 'g', -1, 64))
 	}
 }
-

@@ -192,7 +192,7 @@ func (s *Server) listPods(_ context.Context, in ListPodsInput) (fitter, error) {
 	}
 	a := newAnswer(verdict)
 	a.data["total"] = total
-	a.narrow = "namespace, node, phase, minMemoryLimitRate, minCpuLimitRate, sort, limit"
+	a.narrow = narrowWith(q, "namespace", "node", "phase", "minMemoryLimitRate", "minCpuLimitRate", "sort", "limit")
 	sec := a.section("pods", "pods", "pod phase ready restarts cpu mem node notes")
 	sec.total = total
 	for _, p := range items {

@@ -144,7 +144,7 @@ func TestTools(t *testing.T) {
 			if tt.check != nil {
 				tt.check(t, s)
 			}
-			assert.LessOrEqual(t, resultSize(res), MaxBytes(DefaultMaxTokens))
+			assert.LessOrEqual(t, wireSize(t, res), MaxBytes(DefaultMaxTokens))
 		})
 	}
 }
