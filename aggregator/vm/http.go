@@ -43,10 +43,22 @@ type ErrorBody struct {
 // /api/vms/{name}, so it wins whatever the registration order.
 func RegisterRoutes(mux *http.ServeMux, get func() []*model.VMMetrics) {
 	h := handler{get: get}
-	mux.HandleFunc("GET /api/vms", h.list)
-	mux.HandleFunc("GET /api/vms/stats", h.stats)
-	mux.HandleFunc("GET /api/vms/{name}", h.vm)
+	handlers := map[string]http.HandlerFunc{RouteList: h.list, RouteStats: h.stats, RouteVM: h.vm}
+	for _, route := range Routes() {
+		mux.HandleFunc(route, handlers[route])
+	}
 }
+
+// The VM routes, as registered.
+const (
+	RouteList  = "GET /api/vms"
+	RouteStats = "GET /api/vms/stats"
+	RouteVM    = "GET /api/vms/{name}"
+)
+
+// Routes returns the patterns RegisterRoutes registers. The OpenAPI
+// document is tested against them.
+func Routes() []string { return []string{RouteList, RouteStats, RouteVM} }
 
 type handler struct {
 	get func() []*model.VMMetrics
