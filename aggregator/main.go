@@ -26,7 +26,9 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/ingest"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/manager"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/mcp"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsserver"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/openapi"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
@@ -44,7 +46,8 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics. NATS: embedded on --nats-listen unless
+/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+NATS: embedded on --nats-listen unless
 --nats-url names an existing server. Without a reachable cluster it runs
 standalone (agents only).
 
@@ -188,11 +191,18 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(ctx) }()
 
+	querier := api.NewQuerier(store, cfg.Agent.Thresholds)
+	mcpSrv, err := mcp.New(mcp.Options{Provider: store, Querier: querier, Logger: logger.With("component", "mcp")})
+	if err != nil {
+		return err
+	}
 	handler := api.New(store, api.Options{
 		Logger:        logger.With("component", "api"),
 		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
 		Thresholds:    cfg.Agent.Thresholds,
 		Gatherer:      extra,
+		Querier:       querier,
+		Collectors:    mcpSrv.Collectors(),
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
 				if s := store.Snapshot(); s != nil {
@@ -200,6 +210,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 				}
 				return nil
 			})
+			mcpSrv.RegisterRoutes(mux)
+			openapi.RegisterRoutes(mux)
 		},
 	})
 	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)

@@ -110,16 +110,30 @@ func New(opts Options) (*Server, error) {
 			Help: "MCP tool calls, by tool and outcome (ok, invalid, notfound, error).",
 		}, []string{"tool", "outcome"}),
 	}
-	s.sdk = sdk.NewServer(serverInfo,
-		&sdk.ServerOptions{Instructions: instructions, Logger: log})
+	sdkLog := slog.New(warnOnly{log.Handler()})
+	s.sdk = sdk.NewServer(serverInfo, &sdk.ServerOptions{Instructions: instructions, Logger: sdkLog})
 	if err := s.addTools(); err != nil {
 		return nil, err
 	}
 	s.addPrompts()
 	s.handler = sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.sdk },
-		&sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: log})
+		&sdk.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: sdkLog})
 	return s, nil
 }
+
+// warnOnly passes on the SDK's records of level warn and above: at info
+// it logs a session's start and end, which stateless mode has per request.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h warnOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnOnly{h.Handler.WithAttrs(attrs)}
+}
+
+func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }
 
 // instructions tell a client what the server is for and how to use it.
 const instructions = `Read-only view of a Kubernetes cluster: nodes, pods, GPUs and virtual machines, with history and diagnoses.
