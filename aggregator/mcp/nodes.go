@@ -280,8 +280,10 @@ func (s *Server) getNode(_ context.Context, in GetNodeInput) (fitter, error) {
 		}
 	}
 
-	// The node's pods, most relevant first.
-	pods, podTotal, err := s.q.Pods(url.Values{"node": {n.NodeName}}, podRank, rowCap(in.MaxTokens))
+	// The node's pods, most relevant first, and its labels: a few, more
+	// with a larger budget, so that "how is this node" stays short.
+	budget := cmp.Or(in.MaxTokens, DefaultMaxTokens)
+	pods, podTotal, err := s.q.Pods(url.Values{"node": {n.NodeName}}, podRank, max(5, budget/400))
 	if err != nil {
 		return nil, err
 	}
@@ -309,9 +311,10 @@ func (s *Server) getNode(_ context.Context, in GetNodeInput) (fitter, error) {
 		sec.add(podLine(r), r)
 	}
 	labels := a.section("labels", "labels", "labels:")
-	for _, k := range sortedKeys(n.Labels) {
+	for _, k := range sortedKeys(n.Labels)[:min(len(n.Labels), max(10, budget/200))] {
 		labels.add(k+"="+n.Labels[k], k+"="+n.Labels[k])
 	}
+	labels.total = len(n.Labels)
 	a.narrow = "list_pods node=" + n.NodeName + " for its pods"
 	return a, nil
 }
