@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,8 +298,21 @@ func bigSnapshot(n int) *model.MetricsSnapshot {
 	return s
 }
 
-// bigStore publishes bigSnapshot(n) with three readings of history.
+// bigStores caches the stores of bigStore by size: building 5,000 nodes
+// takes seconds, and tests only read them.
+var bigStores sync.Map
+
+// bigStore publishes bigSnapshot(n) with three readings of history, once
+// per size.
 func bigStore(n int) *state.Store {
+	if st, ok := bigStores.Load(n); ok {
+		return st.(*state.Store)
+	}
+	st, _ := bigStores.LoadOrStore(n, newBigStore(n))
+	return st.(*state.Store)
+}
+
+func newBigStore(n int) *state.Store {
 	st := state.NewStore(state.StoreOptions{History: state.NewHistory(5*time.Minute, 100)})
 	for c := -2; c <= 0; c++ {
 		s := bigSnapshot(n)
