@@ -188,9 +188,10 @@ func (s *Server) gpuOverview(_ context.Context, in GPUOverviewInput) (fitter, er
 	a.data["summary"] = counts
 	a.data["total"] = len(rows)
 	sec := a.section("gpus", "GPUs", "node index model util mem temp power pods problems")
-	for _, r := range rows {
+	for _, r := range rows[:min(len(rows), rowCap(in.MaxTokens))] {
 		sec.add(gpuLine(r, true), r)
 	}
+	sec.total = len(rows)
 	noDetail := a.section("nodesWithoutReadings", "nodes without GPU readings", "nodes with GPUs but no readings from the agent (NVML): node gpus")
 	for _, n := range bare {
 		noDetail.add(n.NodeName+" "+strconv.Itoa(n.GPUCount), map[string]any{"node": n.NodeName, "gpus": n.GPUCount})

@@ -128,10 +128,25 @@ func peakRate(n *model.NodeMetrics) float64 {
 	return max(peak, n.DiskUsageRate)
 }
 
-// nodeRank orders nodes most relevant first.
-func (s *Server) nodeRank(a, b *model.NodeMetrics) int {
+// nodeRank returns an order of nodes, most relevant first, for one list:
+// it remembers each node's tier, whose pressure check formats strings.
+func (s *Server) nodeRank() func(a, b *model.NodeMetrics) int {
 	t := s.q.Thresholds()
-	return cmp.Or(cmp.Compare(nodeTier(a, t), nodeTier(b, t)), cmp.Compare(peakRate(b), peakRate(a)))
+	tiers := map[*model.NodeMetrics]int{}
+	tier := func(n *model.NodeMetrics) int {
+		v, ok := tiers[n]
+		if !ok {
+			v = nodeTier(n, t)
+			tiers[n] = v
+		}
+		return v
+	}
+	return func(a, b *model.NodeMetrics) int {
+		if ta, tb := tier(a), tier(b); ta != tb {
+			return cmp.Compare(ta, tb)
+		}
+		return cmp.Compare(peakRate(b), peakRate(a))
+	}
 }
 
 // rowCap bounds the items a list builds: no answer holds more rows than
@@ -158,7 +173,7 @@ func (s *Server) listNodes(_ context.Context, in ListNodesInput) (fitter, error)
 	if len(in.Label) > 0 {
 		q["label"] = in.Label
 	}
-	items, total, err := s.q.Nodes(q, s.nodeRank, rowCap(in.MaxTokens))
+	items, total, err := s.q.Nodes(q, s.nodeRank(), rowCap(in.MaxTokens))
 	if err != nil {
 		return nil, invalidf("%v", err)
 	}

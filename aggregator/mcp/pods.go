@@ -112,18 +112,14 @@ func podNotes(p *model.PodMetrics) []string {
 }
 
 // podFailing reports a pod that needs attention now: failed or unknown,
-// pending, or running with a container not ready or waiting.
+// pending, or running but not Ready (the pod's condition: a container is
+// not ready). It reads no container, as ranking calls it for every pod.
 func podFailing(p *model.PodMetrics) bool {
 	switch p.Phase {
 	case "Succeeded":
 		return false
 	case "Running":
-		for _, c := range p.Containers {
-			if !c.Ready || c.Reason != "" && c.State != "running" {
-				return true
-			}
-		}
-		return false
+		return !p.Ready
 	}
 	return true
 }
@@ -150,7 +146,13 @@ func podPeak(p *model.PodMetrics) float64 {
 // podRank orders pods most relevant first: failing, then most restarts,
 // then highest usage against the limit.
 func podRank(a, b *model.PodMetrics) int {
-	return cmp.Or(cmp.Compare(podTier(a), podTier(b)), cmp.Compare(b.Restarts, a.Restarts), cmp.Compare(podPeak(b), podPeak(a)))
+	if ta, tb := podTier(a), podTier(b); ta != tb {
+		return cmp.Compare(ta, tb)
+	}
+	if a.Restarts != b.Restarts {
+		return cmp.Compare(b.Restarts, a.Restarts)
+	}
+	return cmp.Compare(podPeak(b), podPeak(a))
 }
 
 func (s *Server) listPods(_ context.Context, in ListPodsInput) (fitter, error) {
