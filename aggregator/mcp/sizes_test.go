@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
@@ -72,6 +74,9 @@ func TestAnswerSizes(t *testing.T) {
 		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
 	}
 	t.Log(b.String())
+	doc, err := os.ReadFile("../../docs/llm.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), strings.TrimPrefix(b.String(), "\n"), "docs/llm.md's table of answer sizes is out of date: paste the one above")
 }
 
 func argText(args map[string]any) string {
