@@ -28,7 +28,9 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/ingest"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/manager"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/mcp"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsserver"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/openapi"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
@@ -46,10 +48,11 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics. NATS: embedded on --nats-listen unless
---nats-url names an existing server. Without a configured cluster (no
-in-cluster service account, no kubeconfig) it runs standalone (agents only);
-a configured API server that does not answer is waited for.
+/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+NATS: embedded on --nats-listen unless --nats-url names an existing server.
+Without a configured cluster (no in-cluster service account, no kubeconfig)
+it runs standalone (agents only); a configured API server that does not
+answer is waited for.
 
 Usage:
   aggregator                                 embedded NATS, in-cluster or ~/.kube/config
@@ -190,7 +193,9 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 		Standalone: a.cluster == nil,
 		MaxAge:     3 * a.cfg.Metrics.CollectInterval,
 	})
-	a.startHTTP(g, ln, store, extra)
+	if err := a.startHTTP(g, ln, store, extra); err != nil {
+		return err
+	}
 
 	if err := a.startNATS(ctx, g); err != nil {
 		return err
@@ -209,13 +214,21 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 	return nil
 }
 
-// startHTTP serves the API on ln. A Serve failure fails g.
-func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) {
+// startHTTP serves the API, /mcp and /openapi.json on ln. A Serve failure
+// fails g.
+func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) error {
+	querier := api.NewQuerier(store, a.cfg.Agent.Thresholds)
+	mcpSrv, err := mcp.New(mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")})
+	if err != nil {
+		return err
+	}
 	handler := api.New(store, api.Options{
 		Logger:        a.logger.With("component", "api"),
 		ObjectMetrics: a.cfg.Aggregator.ObjectMetrics,
 		Thresholds:    a.cfg.Agent.Thresholds,
 		Gatherer:      extra,
+		Querier:       querier,
+		Collectors:    mcpSrv.Collectors(),
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
 				if s := store.Snapshot(); s != nil {
@@ -223,6 +236,8 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 				}
 				return nil
 			})
+			mcpSrv.RegisterRoutes(mux)
+			openapi.RegisterRoutes(mux)
 		},
 	})
 	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
@@ -233,6 +248,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 		return nil
 	})
 	a.logger.Info("serving the HTTP API", "url", "http://"+localURL(ln.Addr()))
+	return nil
 }
 
 // startNATS starts the embedded NATS server unless an external URL is

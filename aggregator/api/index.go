@@ -116,26 +116,6 @@ func (ix *index) podsIn(namespace string) []podEntry {
 	return ix.pods[r[0]:r[1]]
 }
 
-// current returns the index of the provider's current snapshot, nil when
-// there is none yet.
-func (s *server) current() *index {
-	snap := s.p.Snapshot()
-	if snap == nil {
-		return nil
-	}
-	if ix := s.idx.Load(); ix != nil && ix.snap == snap {
-		return ix
-	}
-	s.idxMu.Lock()
-	defer s.idxMu.Unlock()
-	if ix := s.idx.Load(); ix != nil && ix.snap == snap {
-		return ix
-	}
-	ix := buildIndex(snap)
-	s.idx.Store(ix)
-	return ix
-}
-
 // topK keeps the k smallest items pushed, by cmp, in a bounded max-heap:
 // O(n log k) over n items and no copy of them. Sorting 150 000 pods to
 // answer "the top 10" would cost more than the rest of the request.
