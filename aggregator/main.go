@@ -193,6 +193,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
 		Thresholds:    cfg.Agent.Thresholds,
 		Gatherer:      extra,
+		Pprof:         cfg.Aggregator.Pprof,
+		// Snapshot-sized answers written at once; more are refused (429).
+		MaxSnapshotStreams: cfg.Aggregator.MaxSnapshotStreams,
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
 				if s := store.Snapshot(); s != nil {
@@ -206,7 +209,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	if err != nil {
 		return fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err)
 	}
-	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	httpSrv := api.NewServer(handler, api.ServerOptions{Logger: logger.With("component", "http"), Registerer: extra})
 	go func() {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("HTTP server", "error", err)

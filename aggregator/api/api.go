@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -58,8 +59,17 @@ type Options struct {
 	// the two never export the same family.
 	Gatherer prometheus.Gatherer
 	// Extra registers further routes, such as /api/vms, on the same mux.
-	// They get the same panic recovery and request metrics.
+	// They get the same panic recovery, request metrics and write
+	// deadlines.
 	Extra func(mux *http.ServeMux)
+	// WriteTimeout is how long one write of a response may wait for the
+	// client to read; 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MaxSnapshotStreams bounds the snapshot-sized answers written at
+	// once; 0 means DefaultMaxSnapshotStreams.
+	MaxSnapshotStreams int
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/.
+	Pprof bool
 }
 
 // Routes, as registered; the route label of the request metrics.
@@ -88,6 +98,11 @@ type server struct {
 	// makes concurrent first requests build them once.
 	idx   atomic.Pointer[index]
 	idxMu sync.Mutex
+
+	writeTimeout time.Duration
+	streams      *streamLimiter
+	// Client trouble is logged at a limited rate.
+	logRefused, logCutShort, logTimeout sometimes
 }
 
 // New returns the aggregator's HTTP handler.
@@ -97,12 +112,17 @@ func New(p Provider, opts Options) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &server{
-		p:          p,
-		log:        log,
-		thresholds: state.ResolveThresholds(opts.Thresholds),
+		p:            p,
+		log:          log,
+		thresholds:   state.ResolveThresholds(opts.Thresholds),
+		writeTimeout: orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+		streams:      newStreamLimiter(orDefault(opts.MaxSnapshotStreams, DefaultMaxSnapshotStreams)),
+		logRefused:   sometimes{every: logEvery},
+		logCutShort:  sometimes{every: logEvery},
+		logTimeout:   sometimes{every: logEvery},
 	}
 	reg := prometheus.NewRegistry()
-	s.metrics = newSelfMetrics(reg)
+	s.metrics = newSelfMetrics(reg, s.streams)
 	reg.MustRegister(newSnapshotCollector(p, opts.ObjectMetrics))
 	for _, c := range opts.Collectors {
 		reg.MustRegister(c)
@@ -129,6 +149,9 @@ func New(p Provider, opts Options) http.Handler {
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	}))
+	if opts.Pprof {
+		registerPprof(mux)
+	}
 	if opts.Extra != nil {
 		opts.Extra(mux)
 	}

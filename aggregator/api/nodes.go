@@ -9,7 +9,8 @@ import (
 )
 
 // nodes answers GET /api/v1/metrics/nodes: every node, in name order, or
-// filtered and sorted by the query (see parseNodeQuery).
+// filtered and sorted by the query (see parseNodeQuery). An answer of more
+// than MaxLimit items is snapshot-sized (see answerList).
 func (s *server) nodes(w http.ResponseWriter, r *http.Request) error {
 	q, err := parseNodeQuery(r.URL.RawQuery)
 	if err != nil {
@@ -25,7 +26,7 @@ func (s *server) nodes(w http.ResponseWriter, r *http.Request) error {
 	}
 	keep := func(e *nodeEntry) bool { return q.matches(e.m, s.thresholds) }
 	items, total := selectItems(inOrder(ix.nodes, q.desc && q.sort == ""), keep, cmp, q.limit)
-	return streamList(w, total, len(items), func(i int) any { return items[i].m })
+	return s.answerList(w, r, total, len(items), func(i int) any { return items[i].m })
 }
 
 func (q *nodeQuery) matches(n *model.NodeMetrics, t model.Thresholds) bool {

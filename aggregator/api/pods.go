@@ -9,7 +9,8 @@ import (
 )
 
 // pods answers GET /api/v1/metrics/pods: every pod in namespace/name order,
-// or filtered and sorted by the query (see parsePodQuery).
+// or filtered and sorted by the query (see parsePodQuery). An answer of
+// more than MaxLimit items is snapshot-sized (see answerList).
 func (s *server) pods(w http.ResponseWriter, r *http.Request) error {
 	q, err := parsePodQuery(r.URL.RawQuery)
 	if err != nil {
@@ -32,7 +33,7 @@ func (s *server) pods(w http.ResponseWriter, r *http.Request) error {
 	}
 	q.nodeHash, q.nameHash = hash32(q.node), hash32(q.name)
 	items, total := selectItems(inOrder(candidates, q.desc && q.sort == ""), q.matches, cmp, q.limit)
-	return streamList(w, total, len(items), func(i int) any { return items[i].m })
+	return s.answerList(w, r, total, len(items), func(i int) any { return items[i].m })
 }
 
 func (q *podQuery) matches(e *podEntry) bool {
