@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Answers that are not single objects (the snapshot, lists) are encoded
@@ -89,29 +90,36 @@ func (e *answerEncoder) Write(p []byte) (int, error) {
 			e.a.plain = append(e.a.plain, p...)
 			return len(p), nil
 		}
-		// BestSpeed: at this level compressing costs a fraction of
-		// encoding (docs/benchmarks.md).
-		zw, err := gzip.NewWriterLevel(e.a, gzip.BestSpeed)
-		if err != nil {
-			return 0, fmt.Errorf("start gzip: %w", err)
-		}
-		e.zw = zw
+		e.zw = gzipWriters.Get().(*gzip.Writer)
+		e.zw.Reset(e.a)
 		kept := e.a.plain
 		e.a.plain = nil
-		if _, err := zw.Write(kept); err != nil {
+		if _, err := e.zw.Write(kept); err != nil {
 			return 0, err
 		}
 	}
 	return e.zw.Write(p)
 }
 
-// close ends the gzip stream, if there is one.
+// close ends the gzip stream, if there is one, and gives the writer back.
 func (e *answerEncoder) close() error {
 	if e.zw == nil {
 		return nil
 	}
-	return e.zw.Close()
+	err := e.zw.Close()
+	e.zw.Reset(io.Discard) // so that the pool does not keep the answer
+	gzipWriters.Put(e.zw)
+	e.zw = nil
+	return err
 }
+
+// gzipWriters recycles gzip writers: each holds about 1 MB of compressor
+// state, more than most answers it compresses. BestSpeed: at this level
+// compressing costs a fraction of encoding (docs/benchmarks.md).
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // cannot fail: a valid level
+	return zw
+}}
 
 // encodeAnswer encodes the JSON that write streams.
 func encodeAnswer(write func(st *jsonStream)) (*answer, error) {
@@ -119,6 +127,7 @@ func encodeAnswer(write func(st *jsonStream)) (*answer, error) {
 	st := newJSONStream(e)
 	write(st)
 	if err := st.finish(); err != nil {
+		_ = e.close()
 		return nil, fmt.Errorf("encode answer: %w", err)
 	}
 	if err := e.close(); err != nil {
