@@ -229,6 +229,9 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 		Gatherer:      extra,
 		Querier:       querier,
 		Collectors:    mcpSrv.Collectors(),
+		Pprof:         a.cfg.Aggregator.Pprof,
+		// Snapshot-sized answers written at once; more are refused (429).
+		MaxSnapshotStreams: a.cfg.Aggregator.MaxSnapshotStreams,
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
 				if s := store.Snapshot(); s != nil {
@@ -240,7 +243,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			openapi.RegisterRoutes(mux)
 		},
 	})
-	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	a.httpSrv = api.NewServer(handler, api.ServerOptions{Logger: a.logger.With("component", "http"), Registerer: extra})
 	g.Go(func() error {
 		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP API server on %s: %w", ln.Addr(), err)

@@ -108,6 +108,11 @@ type AggregatorConfig struct {
 	ObjectMetrics bool // aggregator.object_metrics
 	// HistoryPoints bounds each node's and pod's history ring.
 	HistoryPoints int // aggregator.history_points
+	// MaxSnapshotStreams bounds the snapshot-sized HTTP answers written
+	// at once; more are refused with 429 (aggregator.max_snapshot_streams).
+	MaxSnapshotStreams int
+	// Pprof serves /debug/pprof/ on the HTTP API (aggregator.pprof).
+	Pprof bool
 }
 
 // Defaults, also the values documented in configs/config.yaml.
@@ -118,6 +123,7 @@ const (
 	DefaultBufferSize        = 100
 	DefaultStaleIntervals    = 3
 	DefaultHistoryPoints     = 1200
+	DefaultSnapshotStreams   = 4
 	DefaultPodResourcesSock  = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	DefaultServiceAccountTok = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultServiceAccountCA  = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
@@ -173,6 +179,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.metrics_server", true)
 	v.SetDefault("aggregator.object_metrics", true)
 	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
+	v.SetDefault("aggregator.max_snapshot_streams", DefaultSnapshotStreams)
+	v.SetDefault("aggregator.pprof", false)
 	setVMDefaults(v)
 }
 
@@ -211,6 +219,8 @@ var FlagKeys = map[string]string{
 	"http-addr":                        "aggregator.http_addr",
 	"kubeconfig":                       "aggregator.kubeconfig",
 	"stale-intervals":                  "aggregator.stale_intervals",
+	"max-snapshot-streams":             "aggregator.max_snapshot_streams",
+	"pprof":                            "aggregator.pprof",
 }
 
 // negatedFlags are the --disable-* booleans: set, each turns its key off.
@@ -268,6 +278,8 @@ func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	fs.Int("stale-intervals", DefaultStaleIntervals, "missed agent intervals before a node is stale (aggregator.stale_intervals)")
 	fs.Bool("disable-metrics-server", false, "do not read metrics.k8s.io (aggregator.metrics_server=false)")
 	fs.Bool("disable-object-metrics", false, "leave per-node and per-pod gauges out of /metrics (aggregator.object_metrics=false)")
+	fs.Int("max-snapshot-streams", DefaultSnapshotStreams, "snapshot-sized HTTP answers written at once; more get 429 (aggregator.max_snapshot_streams)")
+	fs.Bool("pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP API; for operators, do not expose (aggregator.pprof)")
 }
 
 // Load reads the configuration: defaults, then the file named by --config
@@ -381,6 +393,8 @@ func fill(v *viper.Viper, c *Config) error {
 		ObjectMetrics:  v.GetBool("aggregator.object_metrics"),
 		HistoryPoints:  v.GetInt("aggregator.history_points"),
 	}
+	c.Aggregator.MaxSnapshotStreams = v.GetInt("aggregator.max_snapshot_streams")
+	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")
 	if err := fillVMs(v, c); err != nil {
 		errs = append(errs, err)
 	}

@@ -126,6 +126,50 @@ func TestAggregatorFlags(t *testing.T) {
 	assert.Contains(t, errs[0].Error(), "aggregator.stale_intervals")
 }
 
+// TestHTTPDefenceKeys: the snapshot stream limit and pprof switch load
+// from defaults, file, environment and flags, and a limit out of range is
+// refused by name.
+func TestHTTPDefenceKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("aggregator:\n  max_snapshot_streams: 7\n"), 0o600))
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		streams int
+		pprof   bool
+		badKey  string
+	}{
+		{name: "defaults", streams: DefaultSnapshotStreams},
+		{name: "file", args: []string{"--config", path}, streams: 7},
+		{name: "env", env: map[string]string{"K8SMON_AGGREGATOR_PPROF": "true", "K8SMON_AGGREGATOR_MAX_SNAPSHOT_STREAMS": "2"}, streams: 2, pprof: true},
+		{name: "flags beat file", args: []string{"--config", path, "--pprof", "--max-snapshot-streams", "9"}, streams: 9, pprof: true},
+		{name: "zero refused", args: []string{"--max-snapshot-streams", "0"}, badKey: "aggregator.max_snapshot_streams"},
+		{name: "too many refused", args: []string{"--max-snapshot-streams", "100000"}, badKey: "aggregator.max_snapshot_streams"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+			RegisterAggregatorFlags(fs)
+			require.NoError(t, fs.Parse(tt.args))
+			cfg, err := Load(fs)
+			require.NoError(t, err)
+			errs := cfg.ValidateAggregator()
+			if tt.badKey != "" {
+				require.Len(t, errs, 1)
+				assert.Contains(t, errs[0].Error(), tt.badKey)
+				return
+			}
+			assert.Empty(t, errs)
+			assert.Equal(t, tt.streams, cfg.Aggregator.MaxSnapshotStreams)
+			assert.Equal(t, tt.pprof, cfg.Aggregator.Pprof)
+		})
+	}
+}
+
 func TestParseSeconds(t *testing.T) {
 	for in, want := range map[any]time.Duration{30: 30 * time.Second, "45": 45 * time.Second, "1.5": 1500 * time.Millisecond, "2h": 2 * time.Hour, 2.5: 2500 * time.Millisecond, nil: 0} {
 		got, err := ParseSeconds(in)

@@ -13,6 +13,9 @@ import (
 const (
 	MinCollectInterval = time.Second
 	MaxCacheRetention  = 7 * 24 * time.Hour
+	// MaxSnapshotStreams caps aggregator.max_snapshot_streams: each stream
+	// may hold one build's encoded snapshot.
+	MaxSnapshotStreams = 256
 )
 
 // Validate checks the parts both binaries use; each message names its key.
@@ -106,6 +109,9 @@ func (c *Config) ValidateAggregator() []error {
 	}
 	if g.HistoryPoints < 1 {
 		bad("aggregator.history_points", "%d must be at least 1", g.HistoryPoints)
+	}
+	if g.MaxSnapshotStreams < 1 || g.MaxSnapshotStreams > MaxSnapshotStreams {
+		bad("aggregator.max_snapshot_streams", "%d is outside 1..%d", g.MaxSnapshotStreams, MaxSnapshotStreams)
 	}
 	return append(errs, c.validateVMs()...)
 }
