@@ -171,7 +171,8 @@ func TestReportsStoredAndVisibleInLatest(t *testing.T) {
 
 func TestNewerReportWins(t *testing.T) {
 	f := newFixture(t, nil)
-	t0 := time.Now().UTC().Truncate(time.Second)
+	// Readings are taken before they arrive: all of these are in the past.
+	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
 
 	f.publishReport(t, smallReport("n1", t0))
 	f.publishReport(t, smallReport("n1", t0.Add(15*time.Second)))

@@ -24,10 +24,13 @@ func TestSubjects(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, n, got)
 
-	for _, bad := range []string{"k8smon.node.x", "k8smon.node..report", "other.node.x.report", "k8smon.node.x.metrics", "k8smon.node.x.report.extra"} {
+	for _, bad := range []string{"k8smon.node.x", "k8smon.node..report", "other.node.x.report", "k8smon.node.x.metrics", "k8smon.node.x.report.extra",
+		"k8smon.node." + strings.Repeat("n", MaxNodeNameBytes+1) + ".report"} {
 		_, err := NodeFromSubject("k8smon", bad)
 		assert.ErrorIs(t, err, ErrSubject, bad)
 	}
+	_, err = NodeFromSubject("k8smon", "k8smon.node."+strings.Repeat("n", MaxNodeNameBytes)+".event")
+	require.NoError(t, err, "the longest node name Kubernetes allows")
 	require.NoError(t, ValidPrefix("acme.k8smon"))
 	for _, bad := range []string{"", "a..b", "a b", "k8s*", ">"} {
 		assert.Error(t, ValidPrefix(bad), bad)
