@@ -146,3 +146,12 @@ func TestDiffSummarizesManyStaleNodes(t *testing.T) {
 		})
 	}
 }
+
+func TestDiffCutsLongMessages(t *testing.T) {
+	prev := &model.MetricsSnapshot{Timestamp: t0, ClusterMetrics: &model.ClusterMetrics{HealthStatus: model.HealthHealthy}}
+	next := &model.MetricsSnapshot{Timestamp: t0, ClusterMetrics: &model.ClusterMetrics{HealthStatus: model.HealthWarning,
+		Issues: []string{"pod ml/train failed: " + strings.Repeat("r", 10_000)}}}
+	events := Diff(prev, next)
+	require.Len(t, events, 1)
+	assert.Len(t, events[0].Message, model.MaxEventMessageBytes)
+}

@@ -72,6 +72,11 @@ func Diff(prev, next *model.MetricsSnapshot) []model.Event {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Node, b.Node),
 			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
+	// Messages quote Kubernetes' own text (a pod's status reason); they are
+	// cut here so that every log line and message carrying them is bounded.
+	for i := range out {
+		out[i].Message = model.TruncateMessage(out[i].Message)
+	}
 	return out
 }
 
