@@ -102,9 +102,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	extra := prometheus.NewRegistry()
 	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ing, err := ingest.New(ingest.Config{
-		Prefix:     cfg.NATS.SubjectPrefix,
-		Registerer: extra,
-		Logger:     logger.With("component", "ingest"),
+		Prefix:       cfg.NATS.SubjectPrefix,
+		Registerer:   extra,
+		Logger:       logger.With("component", "ingest"),
+		MaxNodes:     cfg.Aggregator.MaxNodes,
+		MaxClockSkew: cfg.Aggregator.MaxClockSkew,
+		EventRate:    cfg.Aggregator.NodeEventRate,
+		EventBurst:   cfg.Aggregator.NodeEventBurst,
 		OnEvent: func(e *model.Event) {
 			logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
 		},
