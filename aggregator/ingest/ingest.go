@@ -445,6 +445,12 @@ func (i *Ingester) handleEvent(subject string, data []byte) {
 		i.drop(subject, err)
 		return
 	}
+	// Oversized events are refused first, so they cost nothing and do not
+	// spend the node's allowance.
+	if len(data) > wire.MaxEventBytes {
+		i.drop(subject, fmt.Errorf("%w: event of %d bytes, limit %d", wire.ErrTooLarge, len(data), wire.MaxEventBytes))
+		return
+	}
 	now := i.now()
 	if !i.eventLimit.allow(node, i.trusted(node), now) {
 		i.drop(subject, errRateLimited)
