@@ -129,6 +129,7 @@ type Ingester struct {
 	limiter *logLimiter
 	// eventLimit is each node's event allowance.
 	eventLimit *eventLimiter
+	limitErr   error
 
 	mu           sync.RWMutex
 	latest       map[string]state.ReportEntry
@@ -189,6 +190,7 @@ func New(cfg Config) (*Ingester, error) {
 		now:        time.Now,
 		limiter:    newLogLimiter(cfg.LogEvery),
 		eventLimit: newEventLimiter(cfg.EventRate, cfg.EventBurst),
+		limitErr:   fmt.Errorf("%w: %d names tracked (aggregator.max_nodes); a new name without a Node object is refused", errNodeLimit, cfg.MaxNodes),
 		latest:     make(map[string]state.ReportEntry),
 		subs:       make(map[*nats.Subscription]string),
 		seen:       make(map[string]int),
@@ -473,9 +475,9 @@ var (
 	errRateLimited = errors.New("ingest: node event rate limit exceeded")
 )
 
-func (i *Ingester) nodeLimitError() error {
-	return fmt.Errorf("%w: %d names tracked (aggregator.max_nodes); a new name without a Node object is refused", errNodeLimit, i.cfg.MaxNodes)
-}
+// nodeLimitError says why a new name is refused; it is built once, so a
+// flood of refusals allocates nothing for it.
+func (i *Ingester) nodeLimitError() error { return i.limitErr }
 
 // store keeps r unless the node's stored report is newer: NATS keeps one
 // publisher's order, but an agent replaying its buffer after a reconnect,
