@@ -331,7 +331,7 @@ func (i *Ingester) unsubscribeLocked() error {
 
 // Latest returns the latest report of every node, keyed by node name. The
 // map is a copy the caller owns; the reports themselves are shared and
-// never modified after decoding, so callers must not modify them either.
+// never modified once stored, so callers must not modify them either.
 func (i *Ingester) Latest() map[string]state.ReportEntry {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
@@ -376,7 +376,7 @@ func (i *Ingester) SetClusterNodes(names map[string]bool) {
 	i.clusterNodes = names
 }
 
-// admits reports whether a report from node may be stored: a known name,
+// admitsLocked reports whether a report from node may be stored: a known name,
 // a Kubernetes node, or room under the limit. The caller holds i.mu.
 func (i *Ingester) admitsLocked(node string) bool {
 	if _, known := i.latest[node]; known {
