@@ -310,9 +310,13 @@ func (a *aggregator) watchNATS(ctx context.Context) error {
 // startIngest subscribes to the agents' reports and events.
 func (a *aggregator) startIngest(extra *prometheus.Registry) error {
 	ing, err := ingest.New(ingest.Config{
-		Prefix:     a.cfg.NATS.SubjectPrefix,
-		Registerer: extra,
-		Logger:     a.logger.With("component", "ingest"),
+		Prefix:       a.cfg.NATS.SubjectPrefix,
+		Registerer:   extra,
+		Logger:       a.logger.With("component", "ingest"),
+		MaxNodes:     a.cfg.Aggregator.MaxNodes,
+		MaxClockSkew: a.cfg.Aggregator.MaxClockSkew,
+		EventRate:    a.cfg.Aggregator.NodeEventRate,
+		EventBurst:   a.cfg.Aggregator.NodeEventBurst,
 		OnEvent: func(e *model.Event) {
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
 		},

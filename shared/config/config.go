@@ -113,6 +113,16 @@ type AggregatorConfig struct {
 	MaxSnapshotStreams int
 	// Pprof serves /debug/pprof/ on the HTTP API (aggregator.pprof).
 	Pprof bool
+	// MaxNodes caps the node names tracked from agent reports; a name
+	// with a Kubernetes Node object is admitted beyond it.
+	MaxNodes int // aggregator.max_nodes
+	// MaxClockSkew is how far ahead of the aggregator's clock an agent's
+	// timestamps may run before its messages are refused.
+	MaxClockSkew time.Duration // aggregator.max_clock_skew
+	// NodeEventRate and NodeEventBurst are each node's event allowance:
+	// events per second sustained, and how many at once.
+	NodeEventRate  float64 // aggregator.node_event_rate
+	NodeEventBurst int     // aggregator.node_event_burst
 }
 
 // Defaults, also the values documented in configs/config.yaml.
@@ -124,6 +134,10 @@ const (
 	DefaultStaleIntervals    = 3
 	DefaultHistoryPoints     = 1200
 	DefaultSnapshotStreams   = 4
+	DefaultMaxNodes          = 10_000
+	DefaultMaxClockSkew      = 2 * time.Minute
+	DefaultNodeEventRate     = 1.0
+	DefaultNodeEventBurst    = 30
 	DefaultPodResourcesSock  = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	DefaultServiceAccountTok = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultServiceAccountCA  = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
@@ -181,6 +195,10 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
 	v.SetDefault("aggregator.max_snapshot_streams", DefaultSnapshotStreams)
 	v.SetDefault("aggregator.pprof", false)
+	v.SetDefault("aggregator.max_nodes", DefaultMaxNodes)
+	v.SetDefault("aggregator.max_clock_skew", int(DefaultMaxClockSkew/time.Second))
+	v.SetDefault("aggregator.node_event_rate", DefaultNodeEventRate)
+	v.SetDefault("aggregator.node_event_burst", DefaultNodeEventBurst)
 	setVMDefaults(v)
 }
 
@@ -392,6 +410,10 @@ func fill(v *viper.Viper, c *Config) error {
 		MetricsServer:  v.GetBool("aggregator.metrics_server"),
 		ObjectMetrics:  v.GetBool("aggregator.object_metrics"),
 		HistoryPoints:  v.GetInt("aggregator.history_points"),
+		MaxNodes:       v.GetInt("aggregator.max_nodes"),
+		MaxClockSkew:   dur("aggregator.max_clock_skew"),
+		NodeEventRate:  v.GetFloat64("aggregator.node_event_rate"),
+		NodeEventBurst: v.GetInt("aggregator.node_event_burst"),
 	}
 	c.Aggregator.MaxSnapshotStreams = v.GetInt("aggregator.max_snapshot_streams")
 	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")

@@ -78,6 +78,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		key  string
 	}{
 		{[]string{"--interval", "100ms"}, "metrics.collect_interval"},
+		{[]string{"--interval", "2h"}, "metrics.collect_interval"},
 		{[]string{"--nats-subject-prefix", "a.*"}, "nats.subject_prefix"},
 		{[]string{"--nats-url", "::nope"}, "nats.url"},
 		{[]string{"--nats-token", "t", "--nats-user", "u"}, "nats.token"},
@@ -166,6 +167,45 @@ func TestHTTPDefenceKeys(t *testing.T) {
 			assert.Empty(t, errs)
 			assert.Equal(t, tt.streams, cfg.Aggregator.MaxSnapshotStreams)
 			assert.Equal(t, tt.pprof, cfg.Aggregator.Pprof)
+		})
+	}
+}
+
+func TestAgentMessageLimits(t *testing.T) {
+	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+	RegisterAggregatorFlags(fs)
+	require.NoError(t, fs.Parse(nil))
+	cfg, err := Load(fs)
+	require.NoError(t, err)
+	assert.Equal(t, 10_000, cfg.Aggregator.MaxNodes)
+	assert.Equal(t, 2*time.Minute, cfg.Aggregator.MaxClockSkew)
+	assert.Equal(t, 1.0, cfg.Aggregator.NodeEventRate)
+	assert.Equal(t, 30, cfg.Aggregator.NodeEventBurst)
+
+	t.Setenv("K8SMON_AGGREGATOR_MAX_CLOCK_SKEW", "30s")
+	t.Setenv("K8SMON_AGGREGATOR_MAX_NODES", "500")
+	cfg, err = Load(fs)
+	require.NoError(t, err)
+	assert.Equal(t, 30*time.Second, cfg.Aggregator.MaxClockSkew)
+	assert.Equal(t, 500, cfg.Aggregator.MaxNodes)
+
+	tests := []struct {
+		key    string
+		mutate func(*AggregatorConfig)
+	}{
+		{"aggregator.max_nodes", func(a *AggregatorConfig) { a.MaxNodes = 0 }},
+		{"aggregator.max_clock_skew", func(a *AggregatorConfig) { a.MaxClockSkew = -time.Second }},
+		{"aggregator.max_clock_skew", func(a *AggregatorConfig) { a.MaxClockSkew = 2 * time.Hour }},
+		{"aggregator.node_event_rate", func(a *AggregatorConfig) { a.NodeEventRate = 0 }},
+		{"aggregator.node_event_burst", func(a *AggregatorConfig) { a.NodeEventBurst = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			c := *cfg
+			tt.mutate(&c.Aggregator)
+			errs := c.ValidateAggregator()
+			require.Len(t, errs, 1)
+			assert.Contains(t, errs[0].Error(), tt.key)
 		})
 	}
 }
