@@ -77,6 +77,10 @@ type DiskSource struct {
 	logger  *slog.Logger
 
 	// statfs is syscall.Statfs; tests replace it to block on a channel.
+	// Not gopsutil's disk.Usage: it multiplies by f_bsize, the preferred
+	// I/O size, where f_frsize is the unit of the block counts (they
+	// differ on NFS and FUSE), its unsigned products wrap above 16 EiB, and
+	// it takes no seam to test a hung mount with.
 	statfs func(path string, st *syscall.Statfs_t) error
 	now    func() time.Time
 	sem    chan struct{}
