@@ -40,8 +40,8 @@ func fullNode(name string, opts ...func(*corev1.Node)) *corev1.Node {
 				{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
 				{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse},
 			},
-			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}},
-			NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "v1.37.2", OSImage: "Ubuntu 24.04"},
+			Addresses:    []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}},
+			NodeInfo:     corev1.NodeSystemInfo{KubeletVersion: "v1.37.2", OSImage: "Ubuntu 24.04"},
 			VolumesInUse: []corev1.UniqueVolumeName{"kubernetes.io/csi/ebs^vol-1"},
 		},
 	}
