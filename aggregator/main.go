@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	}
 	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(natsURL), err)
 	}
 	defer nc.Close()
 

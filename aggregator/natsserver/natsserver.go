@@ -23,7 +23,7 @@ import (
 )
 
 // DefaultListen is the address used when nats.listen is empty.
-const DefaultListen = ":4222"
+const DefaultListen = config.DefaultNATSListen
 
 // ReadyTimeout bounds how long Start waits for the server to accept clients.
 const ReadyTimeout = 10 * time.Second

@@ -60,6 +60,15 @@ type NATSConfig struct {
 	TLSInsecure   bool   // nats.tls_insecure_skip_verify
 	Listen        string // nats.listen: the embedded server's address (aggregator)
 	BufferSize    int    // nats.buffer_size: reports kept while NATS is down (agent)
+	// AuthMode is nats.auth_mode: "" (the credentials given) or
+	// "kubernetes" (ServiceAccount tokens; aggregator).
+	AuthMode string
+	// TokenFile is nats.token_file: a file holding the token, re-read on
+	// every connect; used when no other credential is set (agent).
+	TokenFile string
+	// AllowAnonymous is nats.allow_anonymous: let the embedded server
+	// listen beyond loopback without authentication (aggregator).
+	AllowAnonymous bool
 }
 
 // AgentConfig is the "agent:" block.
@@ -108,6 +117,14 @@ type AggregatorConfig struct {
 	ObjectMetrics bool // aggregator.object_metrics
 	// HistoryPoints bounds each node's and pod's history ring.
 	HistoryPoints int // aggregator.history_points
+	// HTTPAuth is aggregator.http_auth: "none" or "kubernetes".
+	HTTPAuth string
+	// TokenAudience is aggregator.token_audience: the audience NATS tokens
+	// must carry, and one HTTP accepts besides the API server's own.
+	TokenAudience string
+	// AgentServiceAccount is aggregator.agent_service_account,
+	// "namespace/name": pod-bound tokens of it may publish for their node.
+	AgentServiceAccount string
 }
 
 // Defaults, also the values documented in configs/config.yaml.
@@ -143,7 +160,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.tls_cert_file", "")
 	v.SetDefault("nats.tls_key_file", "")
 	v.SetDefault("nats.tls_insecure_skip_verify", false)
-	v.SetDefault("nats.listen", ":4222")
+	v.SetDefault("nats.listen", DefaultNATSListen)
 	v.SetDefault("nats.buffer_size", DefaultBufferSize)
 
 	v.SetDefault("agent.node_name", "")
@@ -174,6 +191,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.object_metrics", true)
 	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
 	setVMDefaults(v)
+	setAuthDefaults(v)
 }
 
 // FlagKeys maps command-line flags to config keys. A binary registers the
@@ -211,6 +229,12 @@ var FlagKeys = map[string]string{
 	"http-addr":                        "aggregator.http_addr",
 	"kubeconfig":                       "aggregator.kubeconfig",
 	"stale-intervals":                  "aggregator.stale_intervals",
+	"nats-auth-mode":                   "nats.auth_mode",
+	"nats-token-file":                  "nats.token_file",
+	"nats-allow-anonymous":             "nats.allow_anonymous",
+	"http-auth":                        "aggregator.http_auth",
+	"token-audience":                   "aggregator.token_audience",
+	"agent-service-account":            "aggregator.agent_service_account",
 }
 
 // negatedFlags are the --disable-* booleans: set, each turns its key off.
@@ -255,12 +279,13 @@ func RegisterAgentFlags(fs *pflag.FlagSet) {
 	fs.Bool("disable-gpu", false, "do not load NVML (agent.gpu.enabled=false)")
 	fs.StringSlice("disk-mounts", nil, "mount points to report; default every real filesystem (agent.disk.mounts)")
 	fs.String("root-dir", "/", "filesystem the node's disk fields describe, e.g. /var/lib/kubelet (agent.disk.root_dir)")
+	registerAgentAuthFlags(fs)
 }
 
 // RegisterAggregatorFlags adds the aggregator's flags to fs.
 func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	registerCommon(fs)
-	fs.String("nats-listen", ":4222", "address of the embedded NATS server when --nats-url is empty (nats.listen)")
+	fs.String("nats-listen", DefaultNATSListen, "address of the embedded NATS server when --nats-url is empty (nats.listen)")
 	fs.StringSlice("namespaces", nil, "namespaces to watch; default all (metrics.namespaces)")
 	fs.String("cache-retention", "", "history kept per node and pod, seconds or a duration such as 2h (metrics.cache_retention, default 300)")
 	fs.String("http-addr", ":8080", "address of the HTTP API (aggregator.http_addr)")
@@ -268,6 +293,7 @@ func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	fs.Int("stale-intervals", DefaultStaleIntervals, "missed agent intervals before a node is stale (aggregator.stale_intervals)")
 	fs.Bool("disable-metrics-server", false, "do not read metrics.k8s.io (aggregator.metrics_server=false)")
 	fs.Bool("disable-object-metrics", false, "leave per-node and per-pod gauges out of /metrics (aggregator.object_metrics=false)")
+	registerAggregatorAuthFlags(fs)
 }
 
 // Load reads the configuration: defaults, then the file named by --config
@@ -381,6 +407,7 @@ func fill(v *viper.Viper, c *Config) error {
 		ObjectMetrics:  v.GetBool("aggregator.object_metrics"),
 		HistoryPoints:  v.GetInt("aggregator.history_points"),
 	}
+	fillAuth(v, c)
 	if err := fillVMs(v, c); err != nil {
 		errs = append(errs, err)
 	}
