@@ -10,18 +10,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authn/authntest"
 )
 
 func TestHTTP(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	api := newFakeAPI()
-	api.tokens["reader-token"] = fakeToken{user: saUser("team-a", "reader", nil)}
-	api.tokens["reader-aud-token"] = fakeToken{user: saUser("team-a", "reader", nil), audiences: []string{"k8s-llm-monitor"}}
-	api.tokens["other-aud-token"] = fakeToken{user: saUser("team-a", "reader", nil), audiences: []string{"vault"}}
-	api.tokens["unbound-token"] = fakeToken{user: saUser("team-a", "default", nil)}
-	api.tokens["prometheus-token"] = fakeToken{user: saUser("monitoring", "prometheus", nil)}
-	api.grants["system:serviceaccount:team-a:reader"] = []string{"/api/*"}
-	api.grants["system:serviceaccount:monitoring:prometheus"] = []string{"/metrics"}
+	api := authntest.New()
+	api.AddToken("reader-token", authntest.Token{User: saUser("team-a", "reader", nil)})
+	api.AddToken("reader-aud-token", authntest.Token{User: saUser("team-a", "reader", nil), Audiences: []string{"k8s-llm-monitor"}})
+	api.AddToken("other-aud-token", authntest.Token{User: saUser("team-a", "reader", nil), Audiences: []string{"vault"}})
+	api.AddToken("unbound-token", authntest.Token{User: saUser("team-a", "default", nil)})
+	api.AddToken("prometheus-token", authntest.Token{User: saUser("monitoring", "prometheus", nil)})
+	api.Grant("system:serviceaccount:team-a:reader", "/api/*")
+	api.Grant("system:serviceaccount:monitoring:prometheus", "/metrics")
 	r := newTestReviewer(t, api, clock, Options{})
 	reg := prometheus.NewRegistry()
 	served := 0
@@ -85,9 +87,9 @@ func TestHTTP(t *testing.T) {
 // for a new path of a cached one, and never lets a request through.
 func TestHTTPUnavailableFailsClosed(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
-	api := newFakeAPI()
-	api.tokens["reader-token"] = fakeToken{user: saUser("team-a", "reader", nil)}
-	api.grants["system:serviceaccount:team-a:reader"] = []string{"/api/*"}
+	api := authntest.New()
+	api.AddToken("reader-token", authntest.Token{User: saUser("team-a", "reader", nil)})
+	api.Grant("system:serviceaccount:team-a:reader", "/api/*")
 	r := newTestReviewer(t, api, clock, Options{})
 	reg := prometheus.NewRegistry()
 	served := 0
@@ -101,7 +103,7 @@ func TestHTTPUnavailableFailsClosed(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, get("/api/v1/metrics/cluster", "reader-token").Code)
 
-	api.setDown(true)
+	api.SetDown(true)
 	// Cached: the token and this path's decision.
 	assert.Equal(t, http.StatusOK, get("/api/v1/metrics/cluster", "reader-token").Code)
 	for _, c := range []struct{ path, token string }{
