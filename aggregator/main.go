@@ -79,12 +79,19 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		id = "aggregator"
 	}
 
+	extra := prometheus.NewRegistry()
+	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ident, err := newIdentity(ctx, cfg, logger, extra)
+	if err != nil {
+		return err
+	}
+
 	// NATS: embedded unless an external URL is configured.
 	var embedded *natsserver.Server
 	natsURL := cfg.NATS.URL
 	opts := cfg.NATS.NATSOptions("k8smon-aggregator " + id)
 	if natsURL == "" {
-		srv, err := natsserver.Start(cfg.NATS, logger)
+		srv, err := natsserver.Start(cfg.NATS, logger, ident.natsOptions()...)
 		if err != nil {
 			return err
 		}
@@ -99,8 +106,6 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	}
 	defer nc.Close()
 
-	extra := prometheus.NewRegistry()
-	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ing, err := ingest.New(ingest.Config{
 		Prefix:     cfg.NATS.SubjectPrefix,
 		Registerer: extra,
@@ -202,6 +207,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 			})
 		},
 	})
+	handler = ident.http(handler)
 	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err)
