@@ -129,7 +129,7 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 	defer stop()
 	logger = logger.With("node", cfg.Agent.NodeName)
 	logger.Info("agent starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval,
-		"nats", config.RedactURLs(cfg.NATS.URL), "hostRoot", cfg.Agent.HostRoot, "kubelet", config.RedactURLs(cfg.Agent.Kubelet.URL))
+		"nats", config.RedactURLs(cfg.NATS.URL), "natsCredential", cfg.NATS.CredentialKind(), "hostRoot", cfg.Agent.HostRoot, "kubelet", config.RedactURLs(cfg.Agent.Kubelet.URL))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -105,6 +105,12 @@ func TestTokenFileReadOnEveryConnect(t *testing.T) {
 	require.True(t, ns.ReadyForConnections(5e9))
 
 	cfg := NATSConfig{TokenFile: file}
+	assert.Equal(t, "token file "+file, cfg.CredentialKind())
+	var o nats.Options
+	for _, opt := range cfg.NATSOptions("test") {
+		require.NoError(t, opt(&o))
+	}
+	assert.True(t, o.IgnoreAuthErrorAbort, "a refused token is retried: the next read may be valid")
 	for _, want := range []string{"first", "second"} {
 		nc, err := nats.Connect(ns.ClientURL(), cfg.NATSOptions("test")...)
 		require.NoError(t, err)
@@ -115,6 +121,7 @@ func TestTokenFileReadOnEveryConnect(t *testing.T) {
 
 	// Absent at the default path and no mode asking for it: no token.
 	cfg = NATSConfig{TokenFile: filepath.Join(t.TempDir(), "absent")}
+	assert.Equal(t, "none", cfg.CredentialKind())
 	nc, err := nats.Connect(ns.ClientURL(), cfg.NATSOptions("test")...)
 	require.NoError(t, err)
 	nc.Close()

@@ -34,12 +34,15 @@ func (n NATSConfig) NATSOptions(name string) []nats.Option {
 		opts = append(opts, nats.UserInfo(n.User, n.Password))
 	case n.TokenFile != "" && (n.AuthMode == "kubernetes" || fileExists(n.TokenFile)):
 		// The kubelet rotates a projected token in place: read it on every
-		// connect, so a reconnect after expiry presents the new one.
+		// connect, so a reconnect after expiry presents the new one. A
+		// refusal is transient here (a token not yet valid, the API server
+		// briefly unreachable): keep retrying instead of giving up after
+		// two.
 		file := n.TokenFile
 		opts = append(opts, nats.TokenHandler(func() string {
 			tok, _ := ReadToken(file) // an empty token is refused by the server, which says so
 			return tok
-		}))
+		}), nats.IgnoreAuthErrorAbort())
 	}
 	if n.TLSInsecure {
 		// Secure with a base config first: RootCAs and ClientCert add to it.
@@ -52,6 +55,22 @@ func (n NATSConfig) NATSOptions(name string) []nats.Option {
 		opts = append(opts, nats.ClientCert(n.TLSCertFile, n.TLSKeyFile))
 	}
 	return opts
+}
+
+// CredentialKind names the credential NATSOptions presents, for logs:
+// "credentials file", "token", "user", "token file", or "none".
+func (n NATSConfig) CredentialKind() string {
+	switch {
+	case n.CredsFile != "":
+		return "credentials file"
+	case n.Token != "":
+		return "token"
+	case n.User != "":
+		return "user"
+	case n.TokenFile != "" && (n.AuthMode == "kubernetes" || fileExists(n.TokenFile)):
+		return "token file " + n.TokenFile
+	}
+	return "none"
 }
 
 // ReadToken reads a token file (a projected ServiceAccount token), without
