@@ -76,6 +76,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-nats" (include "k8smon.fullname" .)) .Values.nats.auth.existingSecret }}
 {{- end }}
 
+{{/* "true" when NATS identities come from Kubernetes (nats.auth.type kubernetes). */}}
+{{- define "k8smon.natsKubernetes" -}}
+{{- if and .Values.nats.auth.enabled (eq .Values.nats.auth.type "kubernetes") }}true{{ end }}
+{{- end }}
+
+{{/* Where the agents' projected NATS token is mounted. */}}
+{{- define "k8smon.natsTokenDir" -}}/var/run/secrets/k8s-llm-monitor/nats{{- end }}
+
 {{- define "k8smon.embeddedNATS" -}}
 {{- if not .Values.nats.url }}true{{ end }}
 {{- end }}
@@ -104,6 +112,9 @@ values to change.
 {{- fail (printf "aggregator.replicaCount=%d needs an external NATS: set nats.url (see examples/external-nats.yaml). With the embedded NATS server every replica would run its own server and each agent would reach only one of them." (int .Values.aggregator.replicaCount)) }}
 {{- end }}
 {{- if .Values.nats.auth.enabled }}
+{{- if and (not $embedded) (eq .Values.nats.auth.type "kubernetes") }}
+{{- fail "nats.auth.type=kubernetes checks identities in the embedded NATS server; an external NATS (nats.url) checks its own credentials: set nats.auth.type to token, userPassword or creds with nats.auth.existingSecret (see examples/external-nats.yaml and docs/security.md)" }}
+{{- end }}
 {{- if and $embedded (eq .Values.nats.auth.type "creds") }}
 {{- fail "nats.auth.type=creds needs an operator-configured NATS server: use token or userPassword with the embedded server, or set nats.url" }}
 {{- end }}
@@ -134,7 +145,12 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{- $v := .ctx.Values.nats }}
 {{- $secret := include "k8smon.natsSecretName" .ctx }}
 {{- if $v.auth.enabled }}
-{{- if eq $v.auth.type "token" }}
+{{- if eq $v.auth.type "kubernetes" }}
+{{- if eq .component "agent" }}
+- name: K8SMON_NATS_TOKEN_FILE
+  value: {{ include "k8smon.natsTokenDir" .ctx }}/token
+{{- end }}
+{{- else if eq $v.auth.type "token" }}
 - name: K8SMON_NATS_TOKEN
   valueFrom:
     secretKeyRef:
@@ -177,6 +193,11 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{/* Volume mounts for the NATS credentials and TLS files. */}}
 {{- define "k8smon.natsVolumeMounts" -}}
 {{- $v := .ctx.Values.nats }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "agent") }}
+- name: nats-token
+  mountPath: {{ include "k8smon.natsTokenDir" .ctx }}
+  readOnly: true
+{{- end }}
 {{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
 - name: nats-creds
   mountPath: /etc/k8s-llm-monitor/nats-creds
@@ -199,6 +220,18 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{/* Volumes for the NATS credentials and TLS files; only the needed keys. */}}
 {{- define "k8smon.natsVolumes" -}}
 {{- $v := .ctx.Values.nats }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "agent") }}
+# The agent's NATS identity: its ServiceAccount token for the product's
+# audience, bound to this pod (so to this node), rotated by the kubelet.
+- name: nats-token
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          audience: {{ $v.auth.kubernetes.audience }}
+          expirationSeconds: {{ int $v.auth.kubernetes.expirationSeconds }}
+{{- end }}
 {{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
 - name: nats-creds
   secret:
