@@ -58,13 +58,14 @@ func newIdentity(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 	}
 	id.reviewer = authn.NewReviewer(client, authn.Options{Registerer: reg})
 	id.logger.Info("identities are checked by the API server", "host", rc.Host, "config", from,
-		"nats", cfg.NATS.AuthMode, "http", cfg.Aggregator.HTTPAuth, "audience", cfg.Aggregator.TokenAudience)
+		"nats", cfg.NATS.AuthMode, "http", cfg.Aggregator.HTTPAuth, "audience", cfg.Aggregator.TokenAudience,
+		"authzPrefix", cfg.Aggregator.AuthzPrefix)
 	if !natsK8s {
 		return id, nil
 	}
 	o := natsauth.Options{
 		Reviewer: id.reviewer, Audience: cfg.Aggregator.TokenAudience, Prefix: cfg.NATS.SubjectPrefix,
-		Logger: id.logger,
+		PathPrefix: cfg.Aggregator.AuthzPrefix, Logger: id.logger,
 	}
 	if sa := cfg.Aggregator.AgentServiceAccount; sa != "" {
 		o.AgentNamespace, o.AgentServiceAccount, _ = config.ParseServiceAccount(sa) // validated at start
@@ -102,6 +103,7 @@ func (id *identity) http(h http.Handler) http.Handler {
 		return h
 	}
 	return id.reviewer.HTTP(h, authn.HTTPOptions{
-		Audience: id.cfg.Aggregator.TokenAudience, Logger: id.logger.With("component", "http-auth"), Registerer: id.reg,
+		Audience: id.cfg.Aggregator.TokenAudience, PathPrefix: id.cfg.Aggregator.AuthzPrefix,
+		Logger: id.logger.With("component", "http-auth"), Registerer: id.reg,
 	})
 }

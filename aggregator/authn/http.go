@@ -20,8 +20,19 @@ const VerbGet = "get"
 // OpenPaths answer without a token: probes must work before anyone has one.
 var OpenPaths = []string{"/healthz", "/readyz"}
 
+// DefaultPathPrefix is put before every path the access reviews ask about.
+// Kubernetes' default RBAC lets every authenticated identity get the
+// non-resource URLs /api and /api/* (system:discovery, for the API
+// server's discovery), so asking about /api/v1/metrics/cluster as it is
+// would let anyone with a token read everything. Under the prefix, only
+// roles written for this product grant anything.
+const DefaultPathPrefix = "/k8s-llm-monitor"
+
 // HTTPOptions configure Reviewer.HTTP.
 type HTTPOptions struct {
+	// PathPrefix is put before the request path in access reviews
+	// (aggregator.authz_prefix); empty: DefaultPathPrefix.
+	PathPrefix string
 	// Audience is accepted besides the API server's own audiences, so a
 	// token minted for this product (kubectl create token --audience) works.
 	Audience string
@@ -39,8 +50,8 @@ const (
 
 // HTTP wraps next so that every request but OpenPaths carries a bearer
 // token the API server authenticates, and that identity may get the
-// request's path as a non-resource URL (the way kube-rbac-proxy and
-// metrics-server delegate). It answers 401 without a valid token, 403 when
+// request's path, under the path prefix, as a non-resource URL (the way
+// kube-rbac-proxy and metrics-server delegate). It answers 401 without a valid token, 403 when
 // the review denies, 503 when the API server cannot be asked, in the API's
 // JSON error shape ({"error": ..., "status": ...}).
 func (r *Reviewer) HTTP(next http.Handler, o HTTPOptions) http.Handler {
@@ -61,6 +72,10 @@ func (r *Reviewer) HTTP(next http.Handler, o HTTPOptions) http.Handler {
 	audiences := [][]string{nil}
 	if o.Audience != "" {
 		audiences = append(audiences, []string{o.Audience})
+	}
+	prefix := o.PathPrefix
+	if prefix == "" {
+		prefix = DefaultPathPrefix
 	}
 	limit := newLogLimiter(time.Minute)
 	refuse := func(w http.ResponseWriter, req *http.Request, status int, reason, msg string, attrs ...any) {
@@ -106,7 +121,7 @@ func (r *Reviewer) HTTP(next http.Handler, o HTTPOptions) http.Handler {
 			refuse(w, req, http.StatusUnauthorized, reasonUnauthenticated, "invalid bearer token", "error", err)
 			return
 		}
-		path := req.URL.Path
+		path := prefix + req.URL.Path
 		allowed, reason, err := r.Authorize(req.Context(), id, VerbGet, path)
 		switch {
 		case err != nil:

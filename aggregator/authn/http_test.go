@@ -22,8 +22,11 @@ func TestHTTP(t *testing.T) {
 	api.AddToken("other-aud-token", authntest.Token{User: saUser("team-a", "reader", nil), Audiences: []string{"vault"}})
 	api.AddToken("unbound-token", authntest.Token{User: saUser("team-a", "default", nil)})
 	api.AddToken("prometheus-token", authntest.Token{User: saUser("monitoring", "prometheus", nil)})
-	api.Grant("system:serviceaccount:team-a:reader", "/api/*")
-	api.Grant("system:serviceaccount:monitoring:prometheus", "/metrics")
+	api.Grant("system:serviceaccount:team-a:reader", "/k8s-llm-monitor/api/*")
+	api.Grant("system:serviceaccount:monitoring:prometheus", "/k8s-llm-monitor/metrics")
+	// Kubernetes' default system:discovery role lets every authenticated
+	// identity get /api and /api/*: that must not open this API.
+	api.Grant("system:serviceaccount:team-a:default", "/api", "/api/*", "/apis/*", "/healthz", "/version")
 	r := newTestReviewer(t, api, clock, Options{})
 	reg := prometheus.NewRegistry()
 	served := 0
@@ -44,9 +47,10 @@ func TestHTTP(t *testing.T) {
 		{"empty bearer", "/api/v1/metrics/cluster", "Bearer ", http.StatusUnauthorized, "Authorization: Bearer"},
 		{"unknown token", "/api/v1/metrics/cluster", "Bearer forged", http.StatusUnauthorized, "invalid bearer token"},
 		{"token for another audience", "/api/v1/metrics/cluster", "Bearer other-aud-token", http.StatusUnauthorized, "invalid bearer token"},
-		{"unbound service account", "/api/v1/metrics/cluster", "Bearer unbound-token", http.StatusForbidden, `system:serviceaccount:team-a:default may not get non-resource URL "/api/v1/metrics/cluster"`},
+		{"unbound service account", "/api/v1/metrics/cluster", "Bearer unbound-token", http.StatusForbidden, `system:serviceaccount:team-a:default may not get non-resource URL "/k8s-llm-monitor/api/v1/metrics/cluster"`},
 		{"reader, API server audience", "/api/v1/metrics/nodes/worker-1", "Bearer reader-token", http.StatusOK, ""},
 		{"reader, product audience", "/api/vms", "bearer reader-aud-token", http.StatusOK, ""},
+		{"discovery rights read nothing", "/api/vms", "Bearer unbound-token", http.StatusForbidden, "/k8s-llm-monitor/api/vms"},
 		{"reader may not scrape", "/metrics", "Bearer reader-token", http.StatusForbidden, "/metrics"},
 		{"prometheus may scrape", "/metrics", "Bearer prometheus-token", http.StatusOK, ""},
 		{"prometheus may not read data", "/api/v1/metrics/snapshot", "Bearer prometheus-token", http.StatusForbidden, "snapshot"},
@@ -80,7 +84,7 @@ func TestHTTP(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 5.0, refused(t, reg, "unauthenticated"))
-	assert.Equal(t, 3.0, refused(t, reg, "forbidden"))
+	assert.Equal(t, 4.0, refused(t, reg, "forbidden"))
 }
 
 // The API server unreachable answers 503 with a reason, for a new token and
@@ -89,11 +93,11 @@ func TestHTTPUnavailableFailsClosed(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 	api := authntest.New()
 	api.AddToken("reader-token", authntest.Token{User: saUser("team-a", "reader", nil)})
-	api.Grant("system:serviceaccount:team-a:reader", "/api/*")
+	api.Grant("system:serviceaccount:team-a:reader", "/mon/api/*")
 	r := newTestReviewer(t, api, clock, Options{})
 	reg := prometheus.NewRegistry()
 	served := 0
-	h := r.HTTP(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { served++ }), HTTPOptions{Registerer: reg})
+	h := r.HTTP(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { served++ }), HTTPOptions{Registerer: reg, PathPrefix: "/mon"})
 	get := func(path, token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)

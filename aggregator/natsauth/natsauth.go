@@ -6,8 +6,8 @@
 //   - the agents' ServiceAccount, bound to a pod: publish only that pod's
 //     node's report and event subjects, subscribe only to reply inboxes;
 //   - any identity the API server allows to get the non-resource URL
-//     ReadPath (the chart's reader ClusterRole): subscribe to everything
-//     under the prefix, publish nothing;
+//     <path prefix>/nats/subscribe (the chart's reader ClusterRole):
+//     subscribe to everything under the subject prefix, publish nothing;
 //   - anything else: refused.
 package natsauth
 
@@ -23,9 +23,10 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
 
-// ReadPath is the non-resource URL whose get permission lets a client
-// subscribe to every subject: the chart's reader ClusterRole grants it
-// beside the HTTP API's paths, so reading is one permission on both.
+// ReadPath follows the path prefix (authn.DefaultPathPrefix) to make the
+// non-resource URL whose get permission lets a client subscribe to every
+// subject: the chart's reader ClusterRole grants it beside the HTTP API's
+// paths, so reading is one permission on both.
 const ReadPath = "/nats/subscribe"
 
 // InboxSubjects are reply subjects: an agent may receive replies (JetStream
@@ -103,11 +104,14 @@ type Options struct {
 	Audience string
 	// Prefix of the subjects (nats.subject_prefix).
 	Prefix string
+	// PathPrefix is put before ReadPath in access reviews
+	// (aggregator.authz_prefix); empty: authn.DefaultPathPrefix.
+	PathPrefix string
 	// AgentNamespace and AgentServiceAccount name the agents' account;
 	// empty: no client gets agent rights.
 	AgentNamespace, AgentServiceAccount string
-	// Pods places agent tokens without a node-name claim; nil: such
-	// tokens get no agent rights.
+	// Pods places agent tokens on their pod's node and checks the pod
+	// still exists; nil: no client gets agent rights.
 	Pods   PodLookup
 	Logger *slog.Logger
 }
@@ -116,7 +120,12 @@ type Options struct {
 type Rules struct{ o Options }
 
 // New returns the rules.
-func New(o Options) *Rules { return &Rules{o: o} }
+func New(o Options) *Rules {
+	if o.PathPrefix == "" {
+		o.PathPrefix = authn.DefaultPathPrefix
+	}
+	return &Rules{o: o}
+}
 
 // Prefix is the subject prefix the grants are built for.
 func (r *Rules) Prefix() string { return r.o.Prefix }
@@ -134,12 +143,13 @@ func (r *Rules) Grant(ctx context.Context, token string) (*Grant, error) {
 	if g, err := r.agent(ctx, id); g != nil || err != nil {
 		return g, err
 	}
-	allowed, reason, err := r.o.Reviewer.Authorize(ctx, id, authn.VerbGet, ReadPath)
+	path := r.o.PathPrefix + ReadPath
+	allowed, reason, err := r.o.Reviewer.Authorize(ctx, id, authn.VerbGet, path)
 	if err != nil {
 		return nil, err
 	}
 	if !allowed {
-		return nil, fmt.Errorf("%w: %s is not an agent bound to a pod and may not get %s: %s", ErrNoRights, id, ReadPath, reason)
+		return nil, fmt.Errorf("%w: %s is not an agent bound to a pod and may not get %s: %s", ErrNoRights, id, path, reason)
 	}
 	return ReaderGrant(id, r.o.Prefix), nil
 }
@@ -155,19 +165,21 @@ func (r *Rules) agent(ctx context.Context, id *authn.Identity) (*Grant, error) {
 	if !ok {
 		return nil, nil // e.g. kubectl create token for the agents' account: no agent rights
 	}
-	node := id.BoundNode()
-	if node == "" {
-		if r.o.Pods == nil {
-			return nil, fmt.Errorf("%w: %s has no node-name claim and pods are not watched", ErrPodUnknown, id)
-		}
-		n, found, err := r.o.Pods.NodeOf(ctx, pod, uid)
-		if err != nil {
-			return nil, err
-		}
-		if !found {
-			return nil, fmt.Errorf("%w: pod %s/%s (uid %s) of %s", ErrPodUnknown, ns, pod, uid, id)
-		}
-		node = n
+	// The pod must still exist and run on a node; the node claim, when the
+	// API server put one in the token, must agree. A cached review of a
+	// deleted pod's token is thereby refused at once.
+	if r.o.Pods == nil {
+		return nil, fmt.Errorf("%w: pods of %s are not watched", ErrPodUnknown, id)
+	}
+	node, found, err := r.o.Pods.NodeOf(ctx, pod, uid)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: pod %s/%s (uid %s) of %s", ErrPodUnknown, ns, pod, uid, id)
+	}
+	if claim := id.BoundNode(); claim != "" && claim != node {
+		return nil, fmt.Errorf("%w: %s claims node %s, its pod runs on %s", ErrPodUnknown, id, claim, node)
 	}
 	if errs := validation.IsDNS1123Subdomain(node); len(errs) > 0 {
 		return nil, fmt.Errorf("%w: node name %q of %s: %v", ErrPodUnknown, node, id, errs)

@@ -58,10 +58,13 @@ func TestGrant(t *testing.T) {
 	sa := authntest.ServiceAccount
 	bound := authntest.PodBound
 	r := rules(t, api,
+		agentPod("agent-x", "uid-x", "worker-1.example.com", agentSA),
 		agentPod("agent-old", "uid-old", "worker-3.example.com", agentSA),
 		agentPod("agent-unscheduled", "uid-unscheduled", "", agentSA))
-	api.Grant("system:serviceaccount:team-a:reader", ReadPath)
-	api.Grant("alice", ReadPath)
+	api.Grant("system:serviceaccount:team-a:reader", authn.DefaultPathPrefix+ReadPath)
+	api.Grant("alice", authn.DefaultPathPrefix+ReadPath)
+	// What Kubernetes' default discovery role grants every identity.
+	api.Grant("system:serviceaccount:team-a:default", "/api", "/api/*", "/apis/*", ReadPath)
 
 	tests := []struct {
 		name      string
@@ -82,6 +85,12 @@ func TestGrant(t *testing.T) {
 			role:  RoleAgent, node: "worker-3.example.com",
 			publish:   []string{"k8smon.node.worker-3_example_com.report", "k8smon.node.worker-3_example_com.event"},
 			subscribe: []string{"_INBOX.>"}},
+		{name: "agent token claiming another node than its pod's",
+			token:   token(api, "a0", sa(agentNS, agentSA, bound("agent-x", "uid-x", "worker-9.example.com"))),
+			wantErr: ErrPodUnknown},
+		{name: "agent token with a node claim whose pod is gone",
+			token:   token(api, "a9", sa(agentNS, agentSA, bound("agent-y", "uid-y", "worker-1.example.com"))),
+			wantErr: ErrPodUnknown},
 		{name: "agent token of a replaced pod (same name, other uid)",
 			token:   token(api, "a3", sa(agentNS, agentSA, bound("agent-old", "uid-before", ""))),
 			wantErr: ErrPodUnknown},
@@ -106,7 +115,7 @@ func TestGrant(t *testing.T) {
 		{name: "reader user",
 			token: token(api, "r2", authenticationv1.UserInfo{Username: "alice"}),
 			role:  RoleReader, subscribe: []string{"k8smon.>", "_INBOX.>"}},
-		{name: "unbound service account",
+		{name: "discovery rights and an unprefixed grant give no NATS rights",
 			token:   token(api, "u1", sa("team-a", "default", nil)),
 			wantErr: ErrNoRights},
 		{name: "agent token with the API server's audience",

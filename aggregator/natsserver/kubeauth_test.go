@@ -76,7 +76,7 @@ func (e *kubeEnv) readerToken(name string) string {
 	tok := authntest.JWT(time.Now().Add(time.Hour), "reader-"+name)
 	user := authntest.ServiceAccount("team-a", name, nil)
 	e.api.AddToken(tok, authntest.Token{User: user, Audiences: []string{audience}})
-	e.api.Grant(user.Username, natsauth.ReadPath)
+	e.api.Grant(user.Username, authn.DefaultPathPrefix+natsauth.ReadPath)
 	return tok
 }
 
@@ -129,8 +129,15 @@ func (e *kubeEnv) counter(name, reason string) float64 {
 	return -1
 }
 
+func agentPodOn(name, uid, node string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, Name: name, UID: types.UID(uid)},
+		Spec:       corev1.PodSpec{NodeName: node, ServiceAccountName: agentSA},
+	}
+}
+
 func TestKubernetesModeAgentSpeaksOnlyForItsNode(t *testing.T) {
-	e := startKube(t, authn.Options{}, time.Hour)
+	e := startKube(t, authn.Options{}, time.Hour, agentPodOn("agent-a", "uid-a", "node-a.example.com"))
 	reader, err := e.connect(t, nats.Token(e.readerToken("reader")))
 	require.NoError(t, err)
 	got, err := reader.nc.SubscribeSync("k8smon.>")
@@ -194,10 +201,7 @@ func TestKubernetesModeReaderSubscribesOnly(t *testing.T) {
 }
 
 func TestKubernetesModeRefuses(t *testing.T) {
-	e := startKube(t, authn.Options{}, time.Hour, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, Name: "agent-c", UID: types.UID("uid-c")},
-		Spec:       corev1.PodSpec{NodeName: "node-c", ServiceAccountName: agentSA},
-	})
+	e := startKube(t, authn.Options{}, time.Hour, agentPodOn("agent-c", "uid-c", "node-c"))
 	unbound := authntest.JWT(time.Now().Add(time.Hour), "unbound")
 	e.api.AddToken(unbound, authntest.Token{User: authntest.ServiceAccount("team-a", "default", nil), Audiences: []string{audience}})
 	wrongAudience := authntest.JWT(time.Now().Add(time.Hour), "api-audience")
@@ -239,11 +243,8 @@ func TestKubernetesModeRefuses(t *testing.T) {
 }
 
 func TestKubernetesModeClosesEndedIdentities(t *testing.T) {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, Name: "agent-d", UID: types.UID("uid-d")},
-		Spec:       corev1.PodSpec{NodeName: "node-d", ServiceAccountName: agentSA},
-	}
-	e := startKube(t, authn.Options{AllowedTTL: time.Millisecond, TokenTTL: time.Millisecond}, 50*time.Millisecond, pod)
+	e := startKube(t, authn.Options{AllowedTTL: time.Millisecond, TokenTTL: time.Millisecond}, 50*time.Millisecond,
+		agentPodOn("agent-d", "uid-d", "node-d"), agentPodOn("agent-e", "uid-e", "node-e"))
 
 	t.Run("pod deleted", func(t *testing.T) {
 		c, err := e.connect(t, nats.Token(e.agentToken("agent-d", "uid-d", "node-d", time.Now().Add(time.Hour))))

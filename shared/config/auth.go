@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -27,6 +28,9 @@ const (
 	// DefaultNATSTokenFile is where the chart projects the agent's
 	// ServiceAccount token with that audience.
 	DefaultNATSTokenFile = "/var/run/secrets/k8s-llm-monitor/nats/token"
+	// DefaultAuthzPrefix goes before every path a SubjectAccessReview asks
+	// about (see aggregator/authn.DefaultPathPrefix).
+	DefaultAuthzPrefix = "/k8s-llm-monitor"
 	// DefaultNATSListen is loopback: an embedded server reachable from
 	// other hosts must be given authentication first (see
 	// ValidateAggregator).
@@ -40,6 +44,7 @@ func setAuthDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.http_auth", AuthNone)
 	v.SetDefault("aggregator.token_audience", DefaultTokenAudience)
 	v.SetDefault("aggregator.agent_service_account", "")
+	v.SetDefault("aggregator.authz_prefix", DefaultAuthzPrefix)
 }
 
 func registerAgentAuthFlags(fs *pflag.FlagSet) {
@@ -61,6 +66,7 @@ func fillAuth(v *viper.Viper, c *Config) {
 	c.Aggregator.HTTPAuth = v.GetString("aggregator.http_auth")
 	c.Aggregator.TokenAudience = v.GetString("aggregator.token_audience")
 	c.Aggregator.AgentServiceAccount = v.GetString("aggregator.agent_service_account")
+	c.Aggregator.AuthzPrefix = v.GetString("aggregator.authz_prefix")
 }
 
 // ParseServiceAccount splits "namespace/name".
@@ -89,6 +95,9 @@ func (c *Config) validateAggregatorAuth() []error {
 	if k8s && g.TokenAudience == "" {
 		bad("aggregator.token_audience", "empty; tokens for NATS need an audience (default %s)", DefaultTokenAudience)
 	}
+	if k8s && (!authzPrefixRE.MatchString(g.AuthzPrefix) || reservedPrefixes[g.AuthzPrefix]) {
+		bad("aggregator.authz_prefix", "%q: want / and a lowercase name such as %s, outside the API server's own paths", g.AuthzPrefix, DefaultAuthzPrefix)
+	}
 	if g.AgentServiceAccount != "" {
 		if _, _, err := ParseServiceAccount(g.AgentServiceAccount); err != nil {
 			bad("aggregator.agent_service_account", "%v", err)
@@ -102,6 +111,14 @@ func (c *Config) validateAggregatorAuth() []error {
 	}
 	return errs
 }
+
+// authzPrefixRE is one path segment that Kubernetes' default roles never
+// grant (they grant /api, /apis, /healthz, /version, ...).
+var authzPrefixRE = regexp.MustCompile(`^/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+
+// reservedPrefixes are the API server's own top-level paths.
+var reservedPrefixes = map[string]bool{"/api": true, "/apis": true, "/healthz": true, "/livez": true, "/readyz": true,
+	"/version": true, "/openapi": true, "/metrics": true, "/logs": true}
 
 // loopback reports whether a listen address is reachable from this host
 // only; a name other than localhost or an empty host is not.

@@ -64,6 +64,9 @@ func TestEmbeddedNATSBeyondLoopbackNeedsAuth(t *testing.T) {
 		{"unknown HTTP mode", []string{"--http-auth", "basic"}, "aggregator.http_auth"},
 		{"bad service account", []string{"--agent-service-account", "agent"}, "aggregator.agent_service_account"},
 		{"empty audience", []string{"--http-auth", "kubernetes", "--token-audience", ""}, "aggregator.token_audience"},
+		{"authz prefix of the API server", []string{"--http-auth", "kubernetes", "--config", writeConfig(t, "aggregator:\n  authz_prefix: /api\n")}, "aggregator.authz_prefix"},
+		{"authz prefix not a segment", []string{"--http-auth", "kubernetes", "--config", writeConfig(t, "aggregator:\n  authz_prefix: /a/*\n")}, "aggregator.authz_prefix"},
+		{"release authz prefix", []string{"--http-auth", "kubernetes", "--config", writeConfig(t, "aggregator:\n  authz_prefix: /mon-k8s-llm-monitor\n")}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,4 +136,11 @@ type tokenRecorder func(string)
 func (r tokenRecorder) Check(c server.ClientAuthentication) bool {
 	r(c.GetOpts().Token)
 	return true
+}
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
 }

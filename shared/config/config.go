@@ -125,6 +125,10 @@ type AggregatorConfig struct {
 	// AgentServiceAccount is aggregator.agent_service_account,
 	// "namespace/name": pod-bound tokens of it may publish for their node.
 	AgentServiceAccount string
+	// AuthzPrefix is aggregator.authz_prefix: put before every path a
+	// SubjectAccessReview asks about, so that only roles written for this
+	// product (one release) grant anything.
+	AuthzPrefix string
 }
 
 // Defaults, also the values documented in configs/config.yaml.

@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -91,9 +91,10 @@ var (
 		{[]string{"authorization.k8s.io"}, []string{"subjectaccessreviews"}, []string{"create"}},
 	}
 	// What readers may get: the HTTP API, MCP, OpenAPI, NATS subscriptions;
-	// never /metrics, which has a role of its own.
-	readerURLs = []string{"/api/v1/metrics/*", "/api/v1/diagnose/*", "/api/v1/events", "/api/v1/events/*",
-		"/api/vms", "/api/vms/*", "/mcp", "/openapi.json", "/nats/subscribe"}
+	// never /metrics, which has a role of its own. All under the release's
+	// prefix: Kubernetes' default roles grant /api/* to everyone.
+	readerURLs = []string{"/k8s-llm-monitor/api/*", "/k8s-llm-monitor/mcp", "/k8s-llm-monitor/openapi.json",
+		"/k8s-llm-monitor/nats/subscribe"}
 )
 
 // wantAggregatorRules is the exact aggregator ClusterRole of each render.
@@ -173,7 +174,7 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 			assert.Equal(t, readerURLs, urls)
 			assert.Equal(t, []string{"get"}, verbs)
 			urls, verbs = nonResourceRules(t, one[*rbacv1.ClusterRole](t, r, fullname+"-metrics-reader"))
-			assert.Equal(t, []string{"/metrics"}, urls)
+			assert.Equal(t, []string{"/k8s-llm-monitor/metrics"}, urls)
 			assert.Equal(t, []string{"get"}, verbs)
 
 			// The reader roles are bound only to the subjects the values name.

@@ -137,6 +137,7 @@ func TestRenderedConfigLoads(t *testing.T) {
 				assert.Equal(t, r.name == "external-nats", cfg.NATS.URL != "", "the aggregator embeds NATS unless nats.url is set")
 				assert.Equal(t, r.name != "all-features", cfg.VMs.KubeVirt)
 				assert.Equal(t, config.AuthKubernetes, cfg.Aggregator.HTTPAuth)
+				assert.Equal(t, "/"+fullname, cfg.Aggregator.AuthzPrefix, "the reader roles' paths")
 				if natsModes[r.name] == "kubernetes" {
 					assert.Equal(t, config.AuthKubernetes, cfg.NATS.AuthMode)
 					assert.Equal(t, releaseNamespace+"/"+agentName, cfg.Aggregator.AgentServiceAccount, "agents' pod-bound tokens may publish")

@@ -81,6 +81,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.nats.auth.enabled (eq .Values.nats.auth.type "kubernetes") }}true{{ end }}
 {{- end }}
 
+{{/* The path prefix of the aggregator's access reviews: one per release. */}}
+{{- define "k8smon.authzPrefix" -}}/{{ include "k8smon.fullname" . }}{{- end }}
+
 {{/* Where the agents' projected NATS token is mounted. */}}
 {{- define "k8smon.natsTokenDir" -}}/var/run/secrets/k8s-llm-monitor/nats{{- end }}
 
