@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authcallout"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authn"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsauth"
@@ -77,6 +80,30 @@ func newIdentity(ctx context.Context, cfg *config.Config, logger *slog.Logger, r
 	}
 	id.rules = natsauth.New(o)
 	return id, nil
+}
+
+// serveCallout answers an external NATS server's auth callout on nc when
+// NATS identities come from Kubernetes and nats.url is set.
+func (id *identity) serveCallout(nc *nats.Conn) error {
+	if id.rules == nil || id.cfg.NATS.URL == "" {
+		return nil
+	}
+	seed, err := config.ReadToken(id.cfg.NATS.CalloutIssuerSeedFile)
+	if err != nil {
+		return fmt.Errorf("read the auth callout issuer seed (nats.callout_issuer_seed_file): %w", err)
+	}
+	issuer, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return fmt.Errorf("auth callout issuer seed in %s: %w", id.cfg.NATS.CalloutIssuerSeedFile, err)
+	}
+	svc, err := authcallout.New(authcallout.Options{
+		Rules: id.rules, Issuer: issuer, Account: id.cfg.NATS.CalloutAccount,
+		Logger: id.logger.With("component", "auth-callout"), Registerer: id.reg,
+	})
+	if err != nil {
+		return err
+	}
+	return svc.Start(nc)
 }
 
 // natsOptions configure the embedded server.

@@ -105,6 +105,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(natsURL), err)
 	}
 	defer nc.Close()
+	if err := ident.serveCallout(nc); err != nil {
+		return err
+	}
 
 	ing, err := ingest.New(ingest.Config{
 		Prefix:     cfg.NATS.SubjectPrefix,

@@ -41,6 +41,8 @@ func setAuthDefaults(v *viper.Viper) {
 	v.SetDefault("nats.auth_mode", "")
 	v.SetDefault("nats.token_file", DefaultNATSTokenFile)
 	v.SetDefault("nats.allow_anonymous", false)
+	v.SetDefault("nats.callout_issuer_seed_file", "")
+	v.SetDefault("nats.callout_account", "$G")
 	v.SetDefault("aggregator.http_auth", AuthNone)
 	v.SetDefault("aggregator.token_audience", DefaultTokenAudience)
 	v.SetDefault("aggregator.agent_service_account", "")
@@ -53,6 +55,7 @@ func registerAgentAuthFlags(fs *pflag.FlagSet) {
 
 func registerAggregatorAuthFlags(fs *pflag.FlagSet) {
 	fs.String("nats-auth-mode", "", `"kubernetes": agents and consumers authenticate to NATS with ServiceAccount tokens checked by the API server (nats.auth_mode)`)
+	fs.String("nats-callout-issuer-seed-file", "", "external NATS in kubernetes mode: file with the account nkey seed that signs auth callout answers (nats.callout_issuer_seed_file)")
 	fs.Bool("nats-allow-anonymous", false, "let the embedded NATS server listen beyond loopback without authentication (nats.allow_anonymous)")
 	fs.String("http-auth", AuthNone, `"kubernetes": HTTP clients need a bearer token the API server authorizes (aggregator.http_auth)`)
 	fs.String("token-audience", DefaultTokenAudience, "audience of the tokens for NATS; HTTP also accepts it (aggregator.token_audience)")
@@ -63,6 +66,8 @@ func fillAuth(v *viper.Viper, c *Config) {
 	c.NATS.AuthMode = v.GetString("nats.auth_mode")
 	c.NATS.TokenFile = v.GetString("nats.token_file")
 	c.NATS.AllowAnonymous = v.GetBool("nats.allow_anonymous")
+	c.NATS.CalloutIssuerSeedFile = v.GetString("nats.callout_issuer_seed_file")
+	c.NATS.CalloutAccount = v.GetString("nats.callout_account")
 	c.Aggregator.HTTPAuth = v.GetString("aggregator.http_auth")
 	c.Aggregator.TokenAudience = v.GetString("aggregator.token_audience")
 	c.Aggregator.AgentServiceAccount = v.GetString("aggregator.agent_service_account")
@@ -101,6 +106,14 @@ func (c *Config) validateAggregatorAuth() []error {
 	if g.AgentServiceAccount != "" {
 		if _, _, err := ParseServiceAccount(g.AgentServiceAccount); err != nil {
 			bad("aggregator.agent_service_account", "%v", err)
+		}
+	}
+	if n.URL != "" && n.AuthMode == AuthKubernetes {
+		if n.CalloutIssuerSeedFile == "" {
+			bad("nats.callout_issuer_seed_file", "empty: with nats.url, kubernetes mode answers the server's auth callout and signs with the account seed whose public key its auth_callout.issuer names")
+		}
+		if n.User == "" && n.CredsFile == "" {
+			bad("nats.user", "empty: with nats.url, kubernetes mode connects as one of the server's auth_callout.auth_users (nats.user and nats.password, or nats.creds_file)")
 		}
 	}
 	if n.URL == "" && n.AuthMode == AuthKubernetes && (n.Token != "" || n.User != "") {

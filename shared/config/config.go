@@ -69,6 +69,13 @@ type NATSConfig struct {
 	// AllowAnonymous is nats.allow_anonymous: let the embedded server
 	// listen beyond loopback without authentication (aggregator).
 	AllowAnonymous bool
+	// CalloutIssuerSeedFile is nats.callout_issuer_seed_file: with nats.url
+	// and kubernetes mode, the account nkey seed that signs the answers to
+	// the server's auth callout (aggregator).
+	CalloutIssuerSeedFile string
+	// CalloutAccount is nats.callout_account: the account auth callout
+	// users are placed in ($G: a server without operator mode).
+	CalloutAccount string
 }
 
 // AgentConfig is the "agent:" block.
@@ -236,6 +243,7 @@ var FlagKeys = map[string]string{
 	"nats-auth-mode":                   "nats.auth_mode",
 	"nats-token-file":                  "nats.token_file",
 	"nats-allow-anonymous":             "nats.allow_anonymous",
+	"nats-callout-issuer-seed-file":    "nats.callout_issuer_seed_file",
 	"http-auth":                        "aggregator.http_auth",
 	"token-audience":                   "aggregator.token_audience",
 	"agent-service-account":            "aggregator.agent_service_account",
