@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authn"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsauth"
 )
 
@@ -64,6 +65,7 @@ type Options struct {
 type Service struct {
 	o        Options
 	requests *prometheus.CounterVec
+	limit    *authn.LogLimiter
 	sub      *nats.Subscription
 }
 
@@ -87,7 +89,7 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{o: o, requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+	s := &Service{o: o, limit: authn.NewLogLimiter(time.Minute), requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "k8smon", Subsystem: "nats", Name: "callout_requests_total",
 		Help: "Authorization requests of an external NATS server answered by the aggregator, by result (allowed, invalid_token, no_rights, pod_unknown, unavailable, bad_request).",
 	}, []string{"result"})}
@@ -137,7 +139,9 @@ func (s *Service) handle(m *nats.Msg) {
 func (s *Service) answer(data []byte) ([]byte, string) {
 	req, err := jwt.DecodeAuthorizationRequestClaims(string(data))
 	if err != nil {
-		s.o.Logger.Warn("undecodable authorization request", "error", err)
+		if n, ok := s.limit.Allow("bad_request"); ok {
+			s.o.Logger.Warn("undecodable authorization request", "error", err, "suppressedSinceLast", n)
+		}
 		return nil, "bad_request"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reviewTimeout)
@@ -145,7 +149,9 @@ func (s *Service) answer(data []byte) ([]byte, string) {
 	g, err := s.o.Rules.Grant(ctx, req.ConnectOptions.Token)
 	if err != nil {
 		reason := natsauth.Reason(err)
-		s.o.Logger.Warn("NATS connection refused", "reason", reason, "remote", req.ClientInformation.Host, "error", err)
+		if n, ok := s.limit.Allow(reason); ok {
+			s.o.Logger.Warn("NATS connection refused", "reason", reason, "remote", req.ClientInformation.Host, "error", err, "suppressedSinceLast", n)
+		}
 		return s.respond(req, "", reason), reason
 	}
 	user, err := s.userJWT(req, g)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,10 +76,10 @@ func (r *Reviewer) HTTP(next http.Handler, o HTTPOptions) http.Handler {
 	if prefix == "" {
 		prefix = DefaultPathPrefix
 	}
-	limit := newLogLimiter(time.Minute)
+	limit := NewLogLimiter(time.Minute)
 	refuse := func(w http.ResponseWriter, req *http.Request, status int, reason, msg string, attrs ...any) {
 		refused.WithLabelValues(reason).Inc()
-		if n, ok := limit.allow(reason); ok {
+		if n, ok := limit.Allow(reason); ok {
 			log.Warn("HTTP request refused", append([]any{"reason", reason, "path", req.URL.Path,
 				"remote", req.RemoteAddr, "suppressedSinceLast", n}, attrs...)...)
 		}
@@ -165,32 +164,4 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
-}
-
-// logLimiter lets one log line per key through per interval and counts
-// the ones it held back, so a flood of refusals cannot flood the log.
-type logLimiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]time.Time
-	held  map[string]int
-}
-
-func newLogLimiter(every time.Duration) *logLimiter {
-	return &logLimiter{every: every, last: map[string]time.Time{}, held: map[string]int{}}
-}
-
-// allow reports whether to log for key now, and how many were held back
-// since the last line.
-func (l *logLimiter) allow(key string) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
-		l.held[key]++
-		return 0, false
-	}
-	n := l.held[key]
-	l.last[key], l.held[key] = now, 0
-	return n, true
 }

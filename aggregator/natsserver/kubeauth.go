@@ -70,7 +70,7 @@ type kubeAuth struct {
 	rules    *natsauth.Rules
 	internal string // the in-process connection's token, never leaves the process
 	logger   *slog.Logger
-	limit    *logLimiter
+	limit    *authn.LogLimiter
 
 	m violationMetrics
 
@@ -92,7 +92,7 @@ func newKubeAuth(rules *natsauth.Rules, m violationMetrics, logger *slog.Logger)
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret) // crypto/rand does not fail
 	return &kubeAuth{
-		rules: rules, internal: hex.EncodeToString(secret), logger: logger, limit: newLogLimiter(time.Minute),
+		rules: rules, internal: hex.EncodeToString(secret), logger: logger, limit: authn.NewLogLimiter(time.Minute),
 		m: m, conns: map[uint64]*authConn{},
 	}
 }
@@ -146,7 +146,7 @@ func (a *kubeAuth) Check(c server.ClientAuthentication) bool {
 	if err != nil {
 		reason := natsauth.Reason(err)
 		a.m.refused.WithLabelValues(reason).Inc()
-		if n, ok := a.limit.allow("refused-" + reason); ok {
+		if n, ok := a.limit.Allow("refused-" + reason); ok {
 			a.logger.Warn("NATS connection refused", "reason", reason, "remote", remote(c), "error", err, "suppressedSinceLast", n)
 		}
 		return false
@@ -212,7 +212,7 @@ func (a *kubeAuth) violation(msg string) bool {
 		a.logger.Warn("NATS permission violation; further ones of this client are only counted",
 			"reason", reason, "subject", m[3], "cid", cid, "client", c.grant.String(), "allowedPublish", c.grant.Publish)
 	case c == nil:
-		if n, ok := a.limit.allow("violation-unknown"); ok {
+		if n, ok := a.limit.Allow("violation-unknown"); ok {
 			a.logger.Warn("NATS permission violation", "reason", reason, "subject", m[3], "cid", cid, "suppressedSinceLast", n)
 		}
 	}
@@ -303,30 +303,4 @@ func (a *kubeAuth) inProcessOption(ns *server.Server) nats.Option {
 		o.User, o.Password, o.UserJWT, o.Nkey = "", "", nil, ""
 		return nil
 	}
-}
-
-// logLimiter lets one log line per key through per interval and counts
-// the ones it held back.
-type logLimiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]time.Time
-	held  map[string]int
-}
-
-func newLogLimiter(every time.Duration) *logLimiter {
-	return &logLimiter{every: every, last: map[string]time.Time{}, held: map[string]int{}}
-}
-
-func (l *logLimiter) allow(key string) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
-		l.held[key]++
-		return 0, false
-	}
-	n := l.held[key]
-	l.last[key], l.held[key] = now, 0
-	return n, true
 }

@@ -6,8 +6,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -235,4 +240,105 @@ func readFile(t *testing.T, path string) string {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return strings.TrimSpace(string(b))
+}
+
+// TestIdentityExternalNATS runs the same identity rules on an external
+// nats-server process (built from the nats-server module at the version in
+// go.mod) whose auth callout the aggregator serves.
+func TestIdentityExternalNATS(t *testing.T) {
+	e := newEnv(t)
+	const nodeA, nodeB = "node-a.e2e", "node-b.e2e"
+	for _, n := range []string{nodeA, nodeB} {
+		e.addNode(t, nodeSpec{name: n, cpu: "4", memory: "16Gi", allocCPU: "3900m", allocMemory: "15Gi"})
+	}
+
+	issuer, err := nkeys.CreateAccount()
+	require.NoError(t, err)
+	issuerPub, err := issuer.PublicKey()
+	require.NoError(t, err)
+	seed, err := issuer.Seed()
+	require.NoError(t, err)
+	seedFile := writeFile(t, e.cp.dir, "callout-issuer.nk", string(seed))
+	natsURL := startNATSServer(t, e.logs, e.cp.dir, fmt.Sprintf(`
+authorization {
+  timeout: 10
+  users: [ { user: aggregator, password: callout-pw } ]
+  auth_callout {
+    issuer: %s
+    auth_users: [ aggregator ]
+  }
+}
+`, issuerPub))
+
+	aggKC := e.cp.serviceAccountKubeconfig(t, e.chartNS, aggregatorSA)
+	args := append(e.aggregatorArgs(), "--nats-url", natsURL, "--nats-user", "aggregator", "--nats-password", "callout-pw",
+		"--nats-callout-issuer-seed-file", seedFile)
+	e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator", aggKC, freePort(t), args...)
+	e.agg.natsURL = natsURL
+	e.startAgent(t, nodeB)
+	var b model.NodeMetrics
+	require.Eventually(t, func() bool {
+		code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+nodeB, &b)
+		return err == nil && code == http.StatusOK && b.UsageSource == "agent"
+	}, settle, 250*time.Millisecond, "the real agent of %s reports through the external NATS", nodeB)
+
+	_, tokenFileA := e.agentPod(t, "agent-"+nodeA, nodeA)
+	agent := connect(t, natsURL, nats.Token(readFile(t, tokenFileA)))
+	forged := &model.NodeReport{NodeName: nodeB, Timestamp: time.Now().UTC().Add(time.Minute), IntervalSeconds: 2,
+		Node: model.NodeMetrics{NodeName: nodeB, CPUCapacity: 4000, CPUUsage: 7, Healthy: true}}
+	data, err := wire.EncodeReport(forged)
+	require.NoError(t, err)
+	require.NoError(t, agent.nc.Publish(wire.NodeReportSubject(wire.DefaultPrefix, nodeB), data))
+	require.NoError(t, agent.nc.Flush())
+	require.Eventually(t, func() bool { return strings.Contains(agent.errors(), "Permissions Violation for Publish") },
+		settle, 100*time.Millisecond, "the external server refuses another node's subject")
+	last := b.Timestamp
+	require.Eventually(t, func() bool {
+		code, err := getJSON(e.agg.api+"/api/v1/metrics/nodes/"+nodeB, &b)
+		return err == nil && code == http.StatusOK && b.Timestamp.After(last)
+	}, settle, 250*time.Millisecond)
+	assert.NotEqual(t, int64(7), b.CPUUsage, "the forged usage never shows")
+
+	reader := connect(t, natsURL, nats.Token(e.readerNATSToken))
+	sub, err := reader.nc.SubscribeSync(wire.DefaultPrefix + ".>")
+	require.NoError(t, err)
+	_, err = sub.NextMsg(settle)
+	require.NoError(t, err, "a reader receives reports")
+	require.NoError(t, reader.nc.Publish(wire.NodeReportSubject(wire.DefaultPrefix, nodeB), []byte(`{}`)))
+	require.Eventually(t, func() bool { return strings.Contains(reader.errors(), "Permissions Violation for Publish") },
+		settle, 100*time.Millisecond, "and publishes nothing")
+
+	apiAudience := e.cp.tokenFor(t, e.chartNS, agentSA, nil, nil)
+	for name, opts := range map[string][]nats.Option{"anonymous": nil, "the API server's audience": {nats.Token(apiAudience)}} {
+		_, err := nats.Connect(natsURL, append(opts, nats.NoReconnect(), nats.Timeout(15*time.Second))...)
+		assert.Error(t, err, name)
+	}
+}
+
+// startNATSServer builds nats-server (the version in go.mod) and runs it on
+// a free loopback port with the given authorization block; it returns the
+// client URL.
+func startNATSServer(t *testing.T, logs, dir, auth string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build nats-server:\n%s", out)
+	port := freePort(t)
+	conf := writeFile(t, dir, "nats-server.conf", fmt.Sprintf("listen: 127.0.0.1:%d\n%s", port, auth))
+	p := start(t, logs, "nats-server", bin, "-c", conf)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		if p.exited() {
+			return true
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond)
+	require.False(t, p.exited(), "nats-server exited:\n%s", p.tail(40))
+	return url
 }
