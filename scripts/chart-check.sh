@@ -87,7 +87,7 @@ template() {
 	expect_fail "at '/nats/url'" --set nats.url=nats.nats.svc:4222
 	expect_fail "set nats.tls.certSecret" --set nats.tls.enabled=true
 	expect_fail "set nats.auth.existingSecret" --set nats.url=nats://nats:4222 --set nats.auth.type=token
-	expect_fail "nats.auth.type=kubernetes checks identities in the embedded NATS server" --set nats.url=nats://nats:4222
+	expect_fail "nats.auth.type=kubernetes with an external NATS (nats.url): the aggregator serves the server's auth callout" --set nats.url=nats://nats:4222
 	expect_fail "nats.auth.type=creds needs an operator-configured NATS server" --set nats.auth.type=creds
 	expect_fail "at '/nats/auth/kubernetes/expirationSeconds'" --set nats.auth.kubernetes.expirationSeconds=60
 	expect_fail "at '/aggregator/httpAuth'" --set aggregator.httpAuth=basic

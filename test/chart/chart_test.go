@@ -99,9 +99,10 @@ var (
 
 // wantAggregatorRules is the exact aggregator ClusterRole of each render.
 var wantAggregatorRules = map[string][]rule{
-	"deploy":        append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
-	"external-nats": append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
-	"gpu-nodes":     append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"deploy":                append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"external-nats":         append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"external-nats-callout": append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"gpu-nodes":             append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
 	"vms": append([]rule{coreRule, metricsRule, kubevirtRule,
 		{[]string{"wukong.io"}, []string{"wukongs"}, getListWatch}}, reviewRules...),
 	"all-features": append([]rule{coreRule, metricsRule,
@@ -392,7 +393,7 @@ func TestAggregator(t *testing.T) {
 			require.Len(t, all[*appsv1.Deployment](r), 1)
 			spec := d.Spec.Template.Spec
 			c := container(t, spec, "aggregator")
-			external := r.name == "external-nats"
+			external := isExternal(r)
 
 			assertLockedDown(t, spec, c)
 			assert.True(t, runsAsNonRoot(spec, c), "the aggregator runs as non-root")
@@ -439,7 +440,7 @@ func TestAggregator(t *testing.T) {
 // natsModes is the NATS authentication of each render.
 var natsModes = map[string]string{
 	"deploy": "kubernetes", "gpu-nodes": "kubernetes", "vms": "kubernetes",
-	"external-nats": "token", "all-features": "userPassword",
+	"external-nats": "token", "all-features": "userPassword", "external-nats-callout": "kubernetes",
 }
 
 func TestNATSCredentials(t *testing.T) {
@@ -496,13 +497,14 @@ func TestNATSCredentials(t *testing.T) {
 // and names it as its NATS token file; the aggregator mounts none.
 func checkKubernetesIdentity(t *testing.T, r render, specs []corev1.PodSpec) {
 	t.Helper()
-	assert.Empty(t, all[*corev1.Secret](r), "no secret in kubernetes mode")
-	assert.NotContains(t, string(r.raw), "create secret")
+	assert.Empty(t, all[*corev1.Secret](r), "no secret generated in kubernetes mode")
 	for _, spec := range specs {
 		c := spec.Containers[0]
 		env := envByName(c)
-		for _, name := range []string{"K8SMON_NATS_TOKEN", "K8SMON_NATS_USER", "K8SMON_NATS_PASSWORD"} {
-			assert.NotContains(t, env, name, c.Name)
+		assert.NotContains(t, env, "K8SMON_NATS_TOKEN", c.Name)
+		if c.Name == "agent" {
+			assert.NotContains(t, env, "K8SMON_NATS_USER")
+			assert.NotContains(t, env, "K8SMON_NATS_PASSWORD")
 		}
 		var projected []corev1.ServiceAccountTokenProjection
 		vols := map[string]string{}
@@ -517,7 +519,19 @@ func checkKubernetesIdentity(t *testing.T, r render, specs []corev1.PodSpec) {
 			}
 		}
 		if c.Name == "aggregator" {
-			assert.Empty(t, projected, "the aggregator presents no token: its connection is in-process")
+			assert.Empty(t, projected, "the aggregator presents no token")
+			if isExternal(r) {
+				// It answers the external server's auth callout as one of
+				// its auth users, signing with the issuer seed.
+				for name, key := range map[string]string{"K8SMON_NATS_USER": "user", "K8SMON_NATS_PASSWORD": "password"} {
+					require.NotNil(t, env[name].ValueFrom, name)
+					assert.Equal(t, corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nats-callout"}, Key: key},
+						*env[name].ValueFrom.SecretKeyRef, name)
+				}
+				assert.Equal(t, "/etc/k8s-llm-monitor/nats-callout/callout.nk", env["K8SMON_NATS_CALLOUT_ISSUER_SEED_FILE"].Value)
+			} else {
+				assert.NotContains(t, env, "K8SMON_NATS_CALLOUT_ISSUER_SEED_FILE", "in-process connection")
+			}
 			continue
 		}
 		exp := int64(3600)
@@ -618,8 +632,9 @@ func TestServiceMonitors(t *testing.T) {
 func TestReferencedConfigMapsAndSecretsExist(t *testing.T) {
 	// Secrets the user provides in each render.
 	external := map[string][]string{
-		"external-nats": {"nats-client"},
-		"all-features":  {"k8s-llm-monitor-nats-tls"},
+		"external-nats":         {"nats-client"},
+		"external-nats-callout": {"nats-callout"},
+		"all-features":          {"k8s-llm-monitor-nats-tls"},
 	}
 	for _, r := range loadRenders(t) {
 		t.Run(r.name, func(t *testing.T) {
@@ -687,7 +702,7 @@ func TestNetworkPolicy(t *testing.T) {
 				assert.Empty(t, rules["http"].From, "HTTP open to every source by default")
 			}
 			nats, embedded := rules["nats"]
-			assert.Equal(t, r.name != "external-nats", embedded, "a NATS rule exactly with the embedded server")
+			assert.Equal(t, !isExternal(r), embedded, "a NATS rule exactly with the embedded server")
 			assert.Len(t, rules, map[bool]int{true: 2, false: 1}[embedded])
 			if !embedded {
 				return
@@ -710,3 +725,6 @@ func TestNetworkPolicy(t *testing.T) {
 		})
 	}
 }
+
+// isExternal tells the renders with an external NATS (nats.url).
+func isExternal(r render) bool { return strings.HasPrefix(r.name, "external-nats") }

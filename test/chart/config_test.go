@@ -134,7 +134,7 @@ func TestRenderedConfigLoads(t *testing.T) {
 				cfg := loadAs(t, config.RegisterAggregatorFlags, c, file)
 				assert.Empty(t, cfg.ValidateAggregator())
 				assert.Equal(t, ":8080", cfg.Aggregator.HTTPAddr)
-				assert.Equal(t, r.name == "external-nats", cfg.NATS.URL != "", "the aggregator embeds NATS unless nats.url is set")
+				assert.Equal(t, isExternal(r), cfg.NATS.URL != "", "the aggregator embeds NATS unless nats.url is set")
 				assert.Equal(t, r.name != "all-features", cfg.VMs.KubeVirt)
 				assert.Equal(t, config.AuthKubernetes, cfg.Aggregator.HTTPAuth)
 				assert.Equal(t, "/"+fullname, cfg.Aggregator.AuthzPrefix, "the reader roles' paths")

@@ -115,8 +115,8 @@ values to change.
 {{- fail (printf "aggregator.replicaCount=%d needs an external NATS: set nats.url (see examples/external-nats.yaml). With the embedded NATS server every replica would run its own server and each agent would reach only one of them." (int .Values.aggregator.replicaCount)) }}
 {{- end }}
 {{- if .Values.nats.auth.enabled }}
-{{- if and (not $embedded) (eq .Values.nats.auth.type "kubernetes") }}
-{{- fail "nats.auth.type=kubernetes checks identities in the embedded NATS server; an external NATS (nats.url) checks its own credentials: set nats.auth.type to token, userPassword or creds with nats.auth.existingSecret (see examples/external-nats.yaml and docs/security.md)" }}
+{{- if and (not $embedded) (eq .Values.nats.auth.type "kubernetes") (not .Values.nats.auth.existingSecret) }}
+{{- fail "nats.auth.type=kubernetes with an external NATS (nats.url): the aggregator serves the server's auth callout; set nats.auth.existingSecret to a Secret with the aggregator's auth user (nats.auth.userKey, nats.auth.passwordKey) and the issuer account seed (nats.auth.kubernetes.calloutSeedKey) (see examples/external-nats-callout.yaml and docs/security.md)" }}
 {{- end }}
 {{- if and $embedded (eq .Values.nats.auth.type "creds") }}
 {{- fail "nats.auth.type=creds needs an operator-configured NATS server: use token or userPassword with the embedded server, or set nats.url" }}
@@ -152,6 +152,21 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{- if eq .component "agent" }}
 - name: K8SMON_NATS_TOKEN_FILE
   value: {{ include "k8smon.natsTokenDir" .ctx }}/token
+{{- else if $v.url }}
+# The aggregator answers the external server's auth callout: it connects as
+# one of the server's auth_users and signs with the issuer account seed.
+- name: K8SMON_NATS_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.userKey }}
+- name: K8SMON_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.passwordKey }}
+- name: K8SMON_NATS_CALLOUT_ISSUER_SEED_FILE
+  value: /etc/k8s-llm-monitor/nats-callout/{{ $v.auth.kubernetes.calloutSeedKey }}
 {{- end }}
 {{- else if eq $v.auth.type "token" }}
 - name: K8SMON_NATS_TOKEN
@@ -201,6 +216,11 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
   mountPath: {{ include "k8smon.natsTokenDir" .ctx }}
   readOnly: true
 {{- end }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "aggregator") $v.url }}
+- name: nats-callout
+  mountPath: /etc/k8s-llm-monitor/nats-callout
+  readOnly: true
+{{- end }}
 {{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
 - name: nats-creds
   mountPath: /etc/k8s-llm-monitor/nats-creds
@@ -234,6 +254,15 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
           path: token
           audience: {{ $v.auth.kubernetes.audience }}
           expirationSeconds: {{ int $v.auth.kubernetes.expirationSeconds }}
+{{- end }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "aggregator") $v.url }}
+- name: nats-callout
+  secret:
+    secretName: {{ include "k8smon.natsSecretName" .ctx }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.auth.kubernetes.calloutSeedKey }}
+        path: {{ $v.auth.kubernetes.calloutSeedKey }}
 {{- end }}
 {{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
 - name: nats-creds
