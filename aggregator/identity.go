@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -92,7 +92,8 @@ func (id *identity) serveCallout(nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("read the auth callout issuer seed (nats.callout_issuer_seed_file): %w", err)
 	}
-	issuer, err := nkeys.FromSeed([]byte(seed))
+	// The seed alone, or a file holding it among other lines (nsc's output).
+	issuer, err := jwt.ParseDecoratedNKey([]byte(seed))
 	if err != nil {
 		return fmt.Errorf("auth callout issuer seed in %s: %w", id.cfg.NATS.CalloutIssuerSeedFile, err)
 	}
