@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -105,9 +106,19 @@ func TestParseServiceAccount(t *testing.T) {
 func TestTokenFileReadOnEveryConnect(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(file, []byte("first\n"), 0o600))
+	var mu sync.Mutex
 	var seen []string
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[len(seen)-1]
+	}
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true,
-		CustomClientAuthentication: tokenRecorder(func(tok string) { seen = append(seen, tok) })})
+		CustomClientAuthentication: tokenRecorder(func(tok string) {
+			mu.Lock()
+			seen = append(seen, tok)
+			mu.Unlock()
+		})})
 	require.NoError(t, err)
 	ns.Start()
 	t.Cleanup(ns.Shutdown)
@@ -124,7 +135,7 @@ func TestTokenFileReadOnEveryConnect(t *testing.T) {
 		nc, err := nats.Connect(ns.ClientURL(), cfg.NATSOptions("test")...)
 		require.NoError(t, err)
 		nc.Close()
-		assert.Equal(t, want, seen[len(seen)-1])
+		assert.Equal(t, want, last())
 		require.NoError(t, os.WriteFile(file, []byte("second"), 0o600))
 	}
 
@@ -134,7 +145,7 @@ func TestTokenFileReadOnEveryConnect(t *testing.T) {
 	nc, err := nats.Connect(ns.ClientURL(), cfg.NATSOptions("test")...)
 	require.NoError(t, err)
 	nc.Close()
-	assert.Equal(t, "", seen[len(seen)-1])
+	assert.Equal(t, "", last())
 }
 
 type tokenRecorder func(string)
