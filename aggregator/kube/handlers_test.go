@@ -73,3 +73,17 @@ func TestPodHandlers(t *testing.T) {
 		})
 	}
 }
+
+func TestLookup(t *testing.T) {
+	kc := fake.NewClientset(pod("a", "pa"), pod("c", "pc"), node("n1"))
+	c := New(kc, nil, discard())
+	assert.Nil(t, c.Pod("a", "pa"), "before Start")
+	assert.Nil(t, c.Node("n1"))
+	startCluster(t, c, []string{"a", "b"})
+	require.NotNil(t, c.Pod("a", "pa"))
+	assert.Equal(t, "pa", c.Pod("a", "pa").Name)
+	assert.Nil(t, c.Pod("c", "pc"), "namespace c is not watched")
+	assert.Nil(t, c.Pod("a", "nope"))
+	require.NotNil(t, c.Node("n1"))
+	assert.Nil(t, c.Node("n2"))
+}
