@@ -27,8 +27,10 @@ const (
 const (
 	// DefaultMaxTokens is the budget of format=text without max_tokens.
 	DefaultMaxTokens = 2000
-	// MaxMaxTokens bounds max_tokens.
-	MaxMaxTokens = 100000
+	// MinMaxTokens and MaxMaxTokens bound max_tokens: below 100 tokens not
+	// even a verdict fits.
+	MinMaxTokens = 100
+	MaxMaxTokens = 50000
 	// maxName bounds a namespace or name in a path: Kubernetes names are
 	// at most 253 bytes.
 	maxName = 253
@@ -115,8 +117,8 @@ func parseFormat(rawQuery string) (answerFormat, error) {
 			return answerFormat{}, errors.New("max_tokens applies to format=text only")
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxMaxTokens {
-			return answerFormat{}, fmt.Errorf("max_tokens: %q is not a whole number from 1 to %d", clip(s), MaxMaxTokens)
+		if err != nil || n < MinMaxTokens || n > MaxMaxTokens {
+			return answerFormat{}, fmt.Errorf("max_tokens: %q is not a whole number from %d to %d", clip(s), MinMaxTokens, MaxMaxTokens)
 		}
 		f.maxTokens = n
 	}

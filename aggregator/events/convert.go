@@ -28,7 +28,7 @@ func (s *Store) AddKube(k *corev1.Event) bool {
 		Type:      bounded(k.Type),
 		Severity:  model.SeverityInfo,
 		Namespace: bounded(k.InvolvedObject.Namespace),
-		Object:    &ObjectRef{Kind: bounded(k.InvolvedObject.Kind), Name: bounded(k.InvolvedObject.Name)},
+		Object:    objectRef(k.InvolvedObject.Kind, k.InvolvedObject.Name),
 		Reason:    bounded(k.Reason),
 		Message:   truncate(k.Message, MaxMessage),
 		Count:     int(max(k.Count, 1)),
@@ -46,10 +46,10 @@ func (s *Store) AddKube(k *corev1.Event) bool {
 	}
 	switch k.InvolvedObject.Kind {
 	case "Node":
-		ev.Node = ev.Object.Name
+		ev.Node = bounded(k.InvolvedObject.Name)
 		ev.Namespace = ""
 	case "Pod":
-		ev.Pod = ev.Object.Name
+		ev.Pod = bounded(k.InvolvedObject.Name)
 		ev.Node = bounded(k.Source.Host) // the reporting kubelet's node
 	default:
 		ev.Node = bounded(k.Source.Host)
@@ -112,22 +112,30 @@ func (s *Store) AddModel(e *model.Event, source string) bool {
 	return s.add(ev, key(&ev, bounded(e.Source)), "")
 }
 
+// objectRef names an object; nil unless both kind and name are known.
+func objectRef(kind, name string) *ObjectRef {
+	if kind == "" || name == "" {
+		return nil
+	}
+	return &ObjectRef{Kind: bounded(kind), Name: bounded(name)}
+}
+
 // modelObject names what a node or cluster event is about: its pod or VM,
 // the GPU a gpu:<index> source names, else its node; nil for the cluster.
 func modelObject(e *model.Event) *ObjectRef {
 	switch {
 	case strings.HasPrefix(string(e.Type), "VM") && e.Name != "":
-		return &ObjectRef{Kind: "VirtualMachine", Name: bounded(e.Name)}
+		return objectRef("VirtualMachine", e.Name)
 	case e.Name != "":
-		return &ObjectRef{Kind: "Pod", Name: bounded(e.Name)}
+		return objectRef("Pod", e.Name)
 	case strings.HasPrefix(e.Source, "gpu:"):
 		gpu := e.Source
 		if i := strings.IndexByte(gpu[len("gpu:"):], ':'); i >= 0 {
 			gpu = gpu[:len("gpu:")+i] // gpu:0:temperature is about gpu:0
 		}
-		return &ObjectRef{Kind: "GPU", Name: bounded(gpu)}
+		return objectRef("GPU", gpu)
 	case e.Node != "":
-		return &ObjectRef{Kind: "Node", Name: bounded(e.Node)}
+		return objectRef("Node", e.Node)
 	}
 	return nil
 }

@@ -40,8 +40,7 @@ func FuzzParseFilter(f *testing.F) {
 			return
 		}
 		require.True(t, fl.Limit >= 0 && fl.Limit <= MaxLimit)
-		require.True(t, fl.Type == "" || fl.Type == TypeNormal || fl.Type == TypeWarning)
-		for _, s := range []string{fl.Node, fl.Namespace, fl.Pod, fl.Reason, fl.ObjectKind, fl.ObjectName, fl.After} {
+		for _, s := range []string{fl.Node, fl.Namespace, fl.Pod, fl.Type, fl.Reason, fl.ObjectKind, fl.ObjectName, fl.After} {
 			require.LessOrEqual(t, len(s), maxField)
 		}
 	})

@@ -79,7 +79,7 @@ type handler struct {
 
 // RegisterRoutes serves the events on mux:
 //
-//	GET /api/v1/events         ?node= &namespace= &pod= &type=Normal|Warning &reason= &kind= &name= &since= &limit= &after=
+//	GET /api/v1/events         ?node= &namespace= &pod= &type=Normal|Warning|<reason> &reason= &kind= &name= &since= &limit= &after=
 //	GET /api/v1/events/stream  the same filters but limit and after; resumes after the Last-Event-ID header
 func RegisterRoutes(mux *http.ServeMux, store *Store, opts HTTPOptions) {
 	if opts.MaxStreams <= 0 {
@@ -159,15 +159,7 @@ func ParseFilter(rawQuery string, allowed []string, now time.Time) (Filter, erro
 	}
 	f := Filter{Node: q["node"], Namespace: q["namespace"], Pod: q["pod"], Reason: q["reason"],
 		ObjectKind: q["kind"], ObjectName: q["name"], After: q["after"]}
-	switch t := q["type"]; {
-	case t == "":
-	case strings.EqualFold(t, TypeNormal):
-		f.Type = TypeNormal
-	case strings.EqualFold(t, TypeWarning):
-		f.Type = TypeWarning
-	default:
-		return Filter{}, fmt.Errorf("type: %q is not Normal or Warning", truncate(t, 64))
-	}
+	f.Type = q["type"]
 	if s := q["since"]; s != "" {
 		if f.Since, err = parseSince(s, now); err != nil {
 			return Filter{}, err

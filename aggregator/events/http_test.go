@@ -59,6 +59,10 @@ func TestListHTTP(t *testing.T) {
 	var p2 Page
 	getJSON(t, srv.URL+RouteList+"?namespace=shop&type=Warning&limit=3&after="+url.QueryEscape(p.Next), http.StatusOK, &p2)
 	assert.Equal(t, "p3", p2.Items[0].Pod)
+	// type= also matches a reason.
+	var pulled Page
+	getJSON(t, srv.URL+RouteList+"?type=Pulled", http.StatusOK, &pulled)
+	assert.Equal(t, 1, pulled.Total)
 
 	var recent Page
 	getJSON(t, srv.URL+RouteList+"?since=1h", http.StatusOK, &recent)
@@ -91,7 +95,7 @@ func TestListHTTPRefusals(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	srv := newServer(t, NewStore(Options{}), HTTPOptions{Registerer: reg})
 	for _, q := range []string{
-		"foo=bar", "limit=0", "limit=1001", "limit=x", "type=Error", "since=yesterday", "since=-5m",
+		"foo=bar", "limit=0", "limit=1001", "limit=x", "since=yesterday", "since=-5m",
 		"since=1000h", "node=a&node=b", "pod=", "after=nope", "after=abc-1", "%zz", "name=" + strings.Repeat("x", 300),
 	} {
 		var e errorBody
@@ -99,7 +103,7 @@ func TestListHTTPRefusals(t *testing.T) {
 		assert.Equal(t, http.StatusBadRequest, e.Status, q)
 		assert.NotEmpty(t, e.Error, q)
 	}
-	assert.Equal(t, 14.0, testutil.ToFloat64(refusedCounter(t, reg, "bad_query")))
+	assert.Equal(t, 13.0, testutil.ToFloat64(refusedCounter(t, reg, "bad_query")))
 
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+RouteList, nil)
 	resp, err := http.DefaultClient.Do(req)

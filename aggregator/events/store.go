@@ -63,10 +63,10 @@ var (
 	ErrOldCursor = errors.New("events: cursor from another aggregator run")
 )
 
-// ObjectRef names what an event is about.
+// ObjectRef names what an event is about; both fields are always set.
 type ObjectRef struct {
-	Kind string `json:"kind,omitempty"`
-	Name string `json:"name,omitempty"`
+	Kind string `json:"kind"`
+	Name string `json:"name"`
 }
 
 // Event is one stored event. Repeats of the same event (same source,
@@ -95,7 +95,8 @@ type Event struct {
 // Filter selects events; empty fields match everything.
 type Filter struct {
 	Node, Namespace, Pod string
-	// Type is Normal or Warning.
+	// Type matches an event's type (Normal, Warning; any case) or its
+	// reason (BackOff, GPUXid), so one word narrows either way.
 	Type string
 	// Reason, ObjectKind and ObjectName narrow further.
 	Reason, ObjectKind, ObjectName string
@@ -461,7 +462,7 @@ func (f *Filter) match(e *Event) bool {
 	case f.Node != "" && e.Node != f.Node,
 		f.Namespace != "" && e.Namespace != f.Namespace,
 		f.Pod != "" && e.Pod != f.Pod,
-		f.Type != "" && e.Type != f.Type,
+		f.Type != "" && !strings.EqualFold(e.Type, f.Type) && e.Reason != f.Type,
 		f.Reason != "" && e.Reason != f.Reason,
 		!f.Since.IsZero() && e.Time.Before(f.Since):
 		return false
