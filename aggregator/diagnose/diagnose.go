@@ -220,7 +220,3 @@ func (dg *Diagnosis) Text(maxBytes int) string {
 	}
 	return b.String()
 }
-
-// ResolveTokens turns a token budget into bytes: tokens are estimated as
-// bytes ÷ 4 everywhere in the LLM surface.
-func ResolveTokens(maxTokens int) int { return maxTokens * 4 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/mcp"
 )
 
 // Routes, as registered.
@@ -23,14 +25,10 @@ const (
 	RouteNode = "/api/v1/diagnose/nodes/{name}"
 )
 
-// Token budgets of text answers.
+// Token budgets of text answers are the MCP tools' (mcp.DefaultMaxTokens,
+// from mcp.MinMaxTokens to mcp.MaxMaxTokens), counted the same way
+// (mcp.MaxBytes: 4 bytes a token).
 const (
-	// DefaultMaxTokens is the budget of format=text without max_tokens.
-	DefaultMaxTokens = 2000
-	// MinMaxTokens and MaxMaxTokens bound max_tokens: below 100 tokens not
-	// even a verdict fits.
-	MinMaxTokens = 100
-	MaxMaxTokens = 50000
 	// maxName bounds a namespace or name in a path: Kubernetes names are
 	// at most 253 bytes.
 	maxName = 253
@@ -61,8 +59,8 @@ type handler struct {
 //	GET /api/v1/diagnose/pods/{namespace}/{name}   ?format=json|text &max_tokens=N (text only)
 //	GET /api/v1/diagnose/nodes/{name}              the same
 //
-// JSON is the Diagnosis; text is Diagnosis.Text within max_tokens × 4
-// bytes (default 2,000 tokens).
+// JSON is the Diagnosis; text is Diagnosis.Text within mcp.MaxBytes of
+// max_tokens (default 2,000 tokens).
 func RegisterRoutes(mux *http.ServeMux, d *Diagnoser, opts HTTPOptions) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -104,7 +102,7 @@ func parseFormat(rawQuery string) (answerFormat, error) {
 			return answerFormat{}, fmt.Errorf("query parameter %q is empty", k)
 		}
 	}
-	f := answerFormat{maxTokens: DefaultMaxTokens}
+	f := answerFormat{maxTokens: mcp.DefaultMaxTokens}
 	switch vals.Get("format") {
 	case "", "json":
 	case "text":
@@ -117,8 +115,8 @@ func parseFormat(rawQuery string) (answerFormat, error) {
 			return answerFormat{}, errors.New("max_tokens applies to format=text only")
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < MinMaxTokens || n > MaxMaxTokens {
-			return answerFormat{}, fmt.Errorf("max_tokens: %q is not a whole number from %d to %d", clip(s), MinMaxTokens, MaxMaxTokens)
+		if err != nil || n < mcp.MinMaxTokens || n > mcp.MaxMaxTokens {
+			return answerFormat{}, fmt.Errorf("max_tokens: %q is not a whole number from %d to %d", clip(s), mcp.MinMaxTokens, mcp.MaxMaxTokens)
 		}
 		f.maxTokens = n
 	}
@@ -167,7 +165,7 @@ func (h *handler) serve(diagnose func(*http.Request) (*Diagnosis, error)) http.H
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
 			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write([]byte(dg.Text(ResolveTokens(format.maxTokens))))
+			_, _ = w.Write([]byte(dg.Text(mcp.MaxBytes(format.maxTokens))))
 			return
 		}
 		writeJSON(w, http.StatusOK, dg)

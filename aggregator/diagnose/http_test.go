@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/mcp"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
 )
 
@@ -53,7 +54,7 @@ func TestHTTP(t *testing.T) {
 
 	code, _, body = get(t, srv.URL+"/api/v1/diagnose/pods/shop/big?format=text")
 	require.Equal(t, http.StatusOK, code)
-	assert.LessOrEqual(t, len(body), 4*DefaultMaxTokens)
+	assert.LessOrEqual(t, len(body), mcp.MaxBytes(mcp.DefaultMaxTokens))
 	assert.Contains(t, body, "[rule pod-pending-resources]")
 
 	for _, tt := range []struct {
@@ -112,7 +113,7 @@ func FuzzHTTP(f *testing.F) {
 		mux.ServeHTTP(rec, req)
 		require.Contains(t, []int{http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusMovedPermanently, http.StatusTemporaryRedirect}, rec.Code, rec.Body.String())
 		if rec.Code == http.StatusOK && strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
-			require.LessOrEqual(t, rec.Body.Len(), 4*MaxMaxTokens)
+			require.LessOrEqual(t, rec.Body.Len(), mcp.MaxBytes(mcp.MaxMaxTokens))
 		}
 	})
 }

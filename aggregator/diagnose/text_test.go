@@ -37,7 +37,3 @@ func TestTextWithinBudget(t *testing.T) {
 		}
 	}
 }
-
-func TestResolveTokens(t *testing.T) {
-	assert.Equal(t, 8000, ResolveTokens(2000))
-}
