@@ -28,7 +28,7 @@ const (
 const (
 	DefaultMaxStreams   = 64
 	DefaultHeartbeat    = 15 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second // as the rest of the API's
 	// MaxSince bounds a relative since= (a duration back from now).
 	MaxSince = 30 * 24 * time.Hour
 	// streamBatch is how many events a stream writes before it looks
