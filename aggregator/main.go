@@ -48,7 +48,8 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+/api/v1/diagnose/{pods,nodes}/..., /api/v1/events[/stream], /healthz,
+/readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
 NATS: embedded on --nats-listen unless --nats-url names an existing server.
 Without a configured cluster (no in-cluster service account, no kubeconfig)
 it runs standalone (agents only); a configured API server that does not
