@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -72,7 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 type closer interface{ Close() error }
 
 // buildSources returns the agent's sources in apply order: host, gpu, then
-// podresources (it attaches pods to the GPUs), then kubelet.
+// podresources (it attaches pods to the GPUs), then kubelet, then the pod
+// cgroups' memory counters.
 func buildSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
 	a := cfg.Agent
 	sources := collector.NewHostSources(a, logger)
@@ -96,6 +96,7 @@ func buildSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
 		}
 		sources = append(sources, k)
 	}
+	sources = append(sources, collector.NewCgroupSource(collector.NewHostPaths(a.HostRoot)))
 	return sources
 }
 
@@ -130,7 +131,7 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 	defer stop()
 	logger = logger.With("node", cfg.Agent.NodeName)
 	logger.Info("agent starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval,
-		"nats", redact(cfg.NATS.URL), "hostRoot", cfg.Agent.HostRoot, "kubelet", cfg.Agent.Kubelet.URL)
+		"nats", config.RedactURLs(cfg.NATS.URL), "natsCredential", cfg.NATS.CredentialKind(), "hostRoot", cfg.Agent.HostRoot, "kubelet", config.RedactURLs(cfg.Agent.Kubelet.URL))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -169,14 +170,4 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 		logger.Warn("closing NATS", "error", cerr)
 	}
 	return err
-}
-
-// redact keeps credentials in a NATS URL out of the logs.
-func redact(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***" + u[i:]
-		}
-	}
-	return u
 }

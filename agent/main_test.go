@@ -37,7 +37,7 @@ func TestOnceOnThisMachine(t *testing.T) {
 	for _, s := range r.Sources {
 		status[s.Name] = s
 	}
-	for _, name := range []string{"cpu", "memory", "disk", "network", "gpu", "kubelet"} {
+	for _, name := range []string{"cpu", "memory", "disk", "network", "gpu", "kubelet", "cgroup"} {
 		require.Contains(t, status, name)
 	}
 	assert.Equal(t, model.SourceOK, status["cpu"].Status)
@@ -82,9 +82,4 @@ func TestLoopNeedsNATS(t *testing.T) {
 	code := run([]string{"--disable-kubelet", "--disable-gpu", "--listen", ""}, &out, &errOut)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut.String(), "--nats-url")
-}
-
-func TestRedact(t *testing.T) {
-	assert.Equal(t, "nats://***@host:4222", redact("nats://user:secret@host:4222"))
-	assert.Equal(t, "nats://host:4222", redact("nats://host:4222"))
 }

@@ -48,7 +48,8 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+/api/v1/diagnose/{pods,nodes}/..., /api/v1/events[/stream], /healthz,
+/readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
 NATS: embedded on --nats-listen unless --nats-url names an existing server.
 Without a configured cluster (no in-cluster service account, no kubeconfig)
 it runs standalone (agents only); a configured API server that does not
@@ -142,6 +143,7 @@ type aggregator struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	id     string
+	ident  *identity
 
 	httpSrv  *http.Server
 	embedded *natsserver.Server
@@ -153,6 +155,7 @@ type aggregator struct {
 	mgrDone  chan struct{}
 	cluster  *kube.Cluster
 	vms      *vm.Watcher
+	evid     *evidence
 	// clusterDone is closed when startCluster has returned.
 	clusterDone chan struct{}
 }
@@ -174,6 +177,12 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 	default:
 		a.cluster = cl
 	}
+	a.evid = newEvidence(a.cfg, a.logger, ctx.Done())
+	if a.cluster != nil {
+		if err := a.evid.watchPods(a.cluster); err != nil {
+			return err
+		}
+	}
 
 	// Virtual machines: KubeVirt VMIs and custom VM resources, when served.
 	var vmSrc *vm.Source
@@ -188,6 +197,10 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 
 	extra := prometheus.NewRegistry()
 	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Identity (kubernetes modes of NATS and HTTP) before either serves.
+	if a.ident, err = newIdentity(ctx, a.cfg, a.logger, extra); err != nil {
+		return err
+	}
 	store := state.NewStore(state.StoreOptions{
 		History:    state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints),
 		Standalone: a.cluster == nil,
@@ -218,7 +231,10 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 // fails g.
 func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) error {
 	querier := api.NewQuerier(store, a.cfg.Agent.Thresholds)
-	mcpSrv, err := mcp.New(mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")})
+	diag := a.evid.diagnoser(store, a.cluster, a.cfg.Agent.Thresholds)
+	mopts := mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")}
+	a.evid.mcpOptions(&mopts, diag)
+	mcpSrv, err := mcp.New(mopts)
 	if err != nil {
 		return err
 	}
@@ -241,8 +257,10 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			})
 			mcpSrv.RegisterRoutes(mux)
 			openapi.RegisterRoutes(mux)
+			a.evid.routes(mux, diag, extra)
 		},
 	})
+	handler = a.ident.http(handler)
 	a.httpSrv = api.NewServer(handler, api.ServerOptions{Logger: a.logger.With("component", "http"), Registerer: extra})
 	g.Go(func() error {
 		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -260,7 +278,7 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
 	a.natsURL = a.cfg.NATS.URL
 	opts := a.cfg.NATS.NATSOptions("k8smon-aggregator " + a.id)
 	if a.natsURL == "" {
-		srv, err := natsserver.Start(a.cfg.NATS, a.logger)
+		srv, err := natsserver.Start(a.cfg.NATS, a.logger, a.ident.natsOptions()...)
 		if err != nil {
 			return err
 		}
@@ -276,9 +294,12 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
 	)
 	nc, err := nats.Connect(a.natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", a.natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(a.natsURL), err)
 	}
 	a.nc, a.ncClosed = nc, closed
+	if err := a.ident.serveCallout(nc); err != nil {
+		return err
+	}
 	g.Go(func() error { return a.watchNATS(ctx) })
 	return nil
 }
@@ -319,6 +340,7 @@ func (a *aggregator) startIngest(extra *prometheus.Registry) error {
 		EventBurst:   a.cfg.Aggregator.NodeEventBurst,
 		OnEvent: func(e *model.Event) {
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+			a.evid.nodeEvent(e)
 		},
 	})
 	if err != nil {
@@ -328,6 +350,7 @@ func (a *aggregator) startIngest(extra *prometheus.Registry) error {
 		return fmt.Errorf("subscribe to agent reports: %w", err)
 	}
 	a.ing = ing
+	a.evid.setReports(ing)
 	return nil
 }
 
@@ -371,6 +394,7 @@ func (a *aggregator) publishEvents(subject string, events []model.Event) {
 	for i := range events {
 		e := &events[i]
 		a.logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
+		a.evid.clusterEvent(e)
 		data, err := wire.EncodeEvent(wire.KindClusterEvent, a.id, e)
 		if err == nil {
 			err = a.nc.Publish(subject, data)
@@ -398,6 +422,9 @@ func (a *aggregator) startCluster(ctx context.Context) error {
 		if err := a.mgr.Collect(ctx); err != nil && ctx.Err() == nil {
 			a.logger.Warn("collect", "error", err)
 		}
+	}
+	if err := a.evid.watchEvents(ctx, a.cluster, a.cfg.Metrics.Namespaces); err != nil {
+		return fmt.Errorf("watch events: %w", err)
 	}
 	if a.vms != nil {
 		if err := a.vms.Start(ctx); err != nil && ctx.Err() == nil {
@@ -439,6 +466,9 @@ func (a *aggregator) stop() {
 	}
 	if a.vms != nil {
 		a.vms.Close()
+	}
+	if a.evid != nil {
+		a.evid.close()
 	}
 	if a.cluster != nil {
 		a.cluster.Close()
