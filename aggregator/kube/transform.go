@@ -75,8 +75,9 @@ func keepAnnotations(in map[string]string) map[string]string {
 
 // compactPod keeps the pod's node, containers' names, images, resources
 // and restart policies (sidecars), pod-level resources and overhead (the
-// resource helpers read them), the PVC volumes, and the status but for
-// addresses and container runtime ids.
+// resource helpers read them), what decides where it may be scheduled
+// (node selector, affinity, tolerations: the diagnosis of a pending pod),
+// the PVC volumes, and the status but for pod and host addresses.
 func compactPod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
 		TypeMeta:   p.TypeMeta,
@@ -91,6 +92,9 @@ func compactPod(p *corev1.Pod) *corev1.Pod {
 			Overhead:          p.Spec.Overhead,
 			Resources:         p.Spec.Resources,
 			SchedulerName:     p.Spec.SchedulerName,
+			NodeSelector:      p.Spec.NodeSelector,
+			Affinity:          p.Spec.Affinity,
+			Tolerations:       p.Spec.Tolerations,
 		},
 		Status: p.Status,
 	}
@@ -127,7 +131,8 @@ func compactStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
 	out := make([]corev1.ContainerStatus, len(in))
 	for i := range in {
 		s := in[i]
-		s.ImageID, s.ContainerID, s.VolumeMounts, s.User = "", "", nil, nil
+		// ContainerID stays: it tells one termination from the next.
+		s.ImageID, s.VolumeMounts, s.User = "", nil, nil
 		out[i] = s
 	}
 	return out

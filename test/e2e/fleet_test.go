@@ -50,6 +50,7 @@ import (
 //	FLEET_WINDOW    seconds of the measured window (default 180)
 //	FLEET_OUT       directory for the result table and the aggregator's heap profile (optional)
 //	FLEET_AGGREGATOR_FLAGS  extra aggregator flags, space-separated (optional)
+//	FLEET_CPU_PROFILE       when set (with FLEET_OUT), the aggregator's CPU profile over the window is saved too; it costs the aggregator a little CPU
 //	FLEET_AGGREGATOR_BIN    an aggregator binary to measure instead of one built from this tree (optional: compare releases)
 type fleetParams struct {
 	nodes, pods              int
@@ -57,6 +58,7 @@ type fleetParams struct {
 	out                      string
 	aggFlags                 []string
 	aggBin                   string
+	cpuProfile               bool
 }
 
 func readFleetParams(t *testing.T) fleetParams {
@@ -80,6 +82,8 @@ func readFleetParams(t *testing.T) fleetParams {
 		out:      os.Getenv("FLEET_OUT"),
 		aggFlags: strings.Fields(os.Getenv("FLEET_AGGREGATOR_FLAGS")),
 		aggBin:   os.Getenv("FLEET_AGGREGATOR_BIN"),
+		// Only with a directory to write it to.
+		cpuProfile: os.Getenv("FLEET_CPU_PROFILE") != "" && os.Getenv("FLEET_OUT") != "",
 	}
 }
 
@@ -122,8 +126,22 @@ func TestFleet(t *testing.T) {
 	procs := []*process{ms, agg.proc, cp.apiserver}
 	before := sampleAll(t, procs)
 	start := time.Now()
+	profiled := make(chan struct{})
+	if p.cpuProfile {
+		go func() {
+			defer close(profiled)
+			path := filepath.Join(p.out, fmt.Sprintf("fleet-%dx%d-aggregator.cpu", p.nodes, p.pods))
+			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", agg.api, int(p.window/time.Second)-1)
+			if err := fetchToFile(url, path); err != nil {
+				t.Errorf("cpu profile: %v", err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	time.Sleep(p.window)
 	after := sampleAll(t, procs)
+	<-profiled
 	elapsed := time.Since(start)
 	require.Equal(t, p.nodes, metricsServerNodes(cp), "metrics-server lost nodes during the window")
 	require.Equal(t, p.nodes, aggregatorNodes(agg), "the aggregator lost nodes during the window")
@@ -574,13 +592,23 @@ func fleetTable(p fleetParams, elapsed time.Duration, procs []*process, before, 
 
 func saveURL(t *testing.T, url, path string) {
 	t.Helper()
+	require.NoError(t, fetchToFile(url, path))
+}
+
+func fetchToFile(url, path string) error {
 	resp, err := http.Get(url)
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, url)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
 	f, err := os.Create(path)
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
-	require.NoError(t, err)
+	return err
 }
