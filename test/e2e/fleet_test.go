@@ -408,7 +408,7 @@ func createFleetPod(c kubernetes.Interface, ns, name, node string, i int) (*core
 // startFleetAgents runs one agent per node inside this process: each is
 // built from the agent's own packages as agent/main.go wires them (host
 // sources, GPU off, the kubelet source reading its node's fake kubelet,
-// the runner, the reporter) with its own NATS connection, so the aggregator
+// the cgroup source, the runner, the reporter) with its own NATS connection, so the aggregator
 // receives the same messages over the same number of connections as from
 // separate processes. One process rather than N: the agents are not what
 // is measured, and a thousand agent processes would not fit beside the
@@ -432,7 +432,7 @@ func startFleetAgents(t *testing.T, nodes []string, kubelets map[string]*fakeKub
 		sources = append(sources, collector.Disabled("gpu", "disabled by configuration (agent.gpu.enabled=false)"))
 		k, err := kubelet.New(cfg.Agent.Kubelet, logger)
 		require.NoError(t, err)
-		sources = append(sources, k)
+		sources = append(sources, k, collector.NewCgroupSource(collector.NewHostPaths(cfg.Agent.HostRoot)))
 		runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, nil)
 		rep := reporter.New(node, interval, runner, cfg.Agent.Thresholds, logger, nil)
 		pub, err := publish.Connect(cfg.NATS, node, logger, nil)
