@@ -156,7 +156,7 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 	// No resync: the listers are read on every snapshot and pod handlers
 	// see each change as it happens, so a periodic resync would only cost
 	// CPU.
-	opts := []informers.SharedInformerOption{informers.WithTransform(stripForCache)}
+	opts := []informers.SharedInformerOption{informers.WithTransform(newCompactor().transform)}
 	all := informers.NewSharedInformerFactoryWithOptions(c.client, 0, opts...)
 	c.factories = []informers.SharedInformerFactory{all}
 	nodeInf := all.Core().V1().Nodes()

@@ -19,17 +19,26 @@ var keptAnnotations = []string{"kubevirt.io/domain"}
 // snapshot uses; a Node carries its list of cached images. At thousands of
 // nodes these copies were most of the aggregator's memory (see
 // docs/benchmarks.md, the fleet benchmark). Objects keep their Go types,
-// so the listers, the state build and the VM views read them unchanged;
-// TestStripForCacheKeepsWhatTheBuildReads holds the build's output on a
-// stripped cache equal to the full one.
-func stripForCache(obj any) (any, error) {
+// so the listers, the state build, the diagnosis and the VM views read
+// them unchanged; TestStripForCacheKeepsWhatTheBuildReads holds the build's
+// output on a stripped cache equal to the full one.
+func stripForCache(obj any) (any, error) { return newCompactor().transform(obj) }
+
+// compactor is stripForCache with an interner shared by every object it
+// compacts, so that equal labels, resources, owners and tolerations are
+// held once: one compactor serves all of a Cluster's informers.
+type compactor struct{ in *interner }
+
+func newCompactor() *compactor { return &compactor{in: newInterner()} }
+
+func (c *compactor) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case cache.DeletedFinalStateUnknown:
 		return obj, nil
 	case *corev1.Pod:
-		return compactPod(o), nil
+		return c.pod(o), nil
 	case *corev1.Node:
-		return compactNode(o), nil
+		return c.node(o), nil
 	}
 	m, err := meta.Accessor(obj)
 	if err != nil {
@@ -45,7 +54,7 @@ func stripForCache(obj any) (any, error) {
 }
 
 // compactMeta keeps the identity, labels, owners and lifecycle times.
-func compactMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+func (c *compactor) meta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:              m.Name,
 		Namespace:         m.Namespace,
@@ -54,9 +63,9 @@ func compactMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 		Generation:        m.Generation,
 		CreationTimestamp: m.CreationTimestamp,
 		DeletionTimestamp: m.DeletionTimestamp,
-		Labels:            m.Labels,
+		Labels:            c.in.labelsOf(m.Labels),
 		Annotations:       keepAnnotations(m.Annotations),
-		OwnerReferences:   m.OwnerReferences,
+		OwnerReferences:   c.in.ownersOf(m.OwnerReferences),
 	}
 }
 
@@ -78,14 +87,14 @@ func keepAnnotations(in map[string]string) map[string]string {
 // resource helpers read them), what decides where it may be scheduled
 // (node selector, affinity, tolerations: the diagnosis of a pending pod),
 // the PVC volumes, and the status but for pod and host addresses.
-func compactPod(p *corev1.Pod) *corev1.Pod {
+func (c *compactor) pod(p *corev1.Pod) *corev1.Pod {
 	out := &corev1.Pod{
 		TypeMeta:   p.TypeMeta,
-		ObjectMeta: compactMeta(&p.ObjectMeta),
+		ObjectMeta: c.meta(&p.ObjectMeta),
 		Spec: corev1.PodSpec{
 			NodeName:          p.Spec.NodeName,
-			Containers:        compactContainers(p.Spec.Containers),
-			InitContainers:    compactContainers(p.Spec.InitContainers),
+			Containers:        c.containers(p.Spec.Containers),
+			InitContainers:    c.containers(p.Spec.InitContainers),
 			RestartPolicy:     p.Spec.RestartPolicy,
 			Priority:          p.Spec.Priority,
 			PriorityClassName: p.Spec.PriorityClassName,
@@ -94,7 +103,7 @@ func compactPod(p *corev1.Pod) *corev1.Pod {
 			SchedulerName:     p.Spec.SchedulerName,
 			NodeSelector:      p.Spec.NodeSelector,
 			Affinity:          p.Spec.Affinity,
-			Tolerations:       p.Spec.Tolerations,
+			Tolerations:       c.in.tolerationsOf(p.Spec.Tolerations),
 		},
 		Status: p.Status,
 	}
@@ -112,14 +121,16 @@ func compactPod(p *corev1.Pod) *corev1.Pod {
 	return out
 }
 
-func compactContainers(in []corev1.Container) []corev1.Container {
+func (c *compactor) containers(in []corev1.Container) []corev1.Container {
 	if len(in) == 0 {
 		return nil
 	}
 	out := make([]corev1.Container, len(in))
 	for i := range in {
-		c := &in[i]
-		out[i] = corev1.Container{Name: c.Name, Image: c.Image, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
+		ct := &in[i]
+		res := ct.Resources
+		res.Requests, res.Limits = c.in.resourcesOf(res.Requests), c.in.resourcesOf(res.Limits)
+		out[i] = corev1.Container{Name: ct.Name, Image: ct.Image, Resources: res, RestartPolicy: ct.RestartPolicy}
 	}
 	return out
 }
@@ -141,10 +152,10 @@ func compactStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
 // compactNode keeps the node's spec (taints, unschedulable), capacity,
 // allocatable, conditions, addresses, kubelet endpoint and system info; the
 // list of cached images and attached volumes go.
-func compactNode(n *corev1.Node) *corev1.Node {
+func (c *compactor) node(n *corev1.Node) *corev1.Node {
 	out := &corev1.Node{
 		TypeMeta:   n.TypeMeta,
-		ObjectMeta: compactMeta(&n.ObjectMeta),
+		ObjectMeta: c.meta(&n.ObjectMeta),
 		Spec:       n.Spec,
 		Status:     n.Status,
 	}

@@ -3,6 +3,8 @@ package kube
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -161,11 +163,13 @@ func transformCluster() ([]*corev1.Node, []*corev1.Pod) {
 	return nodes, pods
 }
 
-func stripAll[T any](t *testing.T, objs []T) []T {
+// stripAll compacts objs through one compactor, as the informers do, so
+// that equal values are shared between them.
+func stripAll[T any](t *testing.T, c *compactor, objs []T) []T {
 	t.Helper()
 	out := make([]T, len(objs))
 	for i, o := range objs {
-		s, err := stripForCache(o)
+		s, err := c.transform(o)
 		require.NoError(t, err)
 		out[i] = s.(T)
 	}
@@ -186,7 +190,8 @@ func TestStripForCacheKeepsWhatTheBuildReads(t *testing.T) {
 	want, err := json.Marshal(state.Build(in))
 	require.NoError(t, err)
 
-	in.Nodes, in.Pods = stripAll(t, nodes), stripAll(t, pods)
+	c := newCompactor()
+	in.Nodes, in.Pods = stripAll(t, c, nodes), stripAll(t, c, pods)
 	got, err := json.Marshal(state.Build(in))
 	require.NoError(t, err)
 	assert.JSONEq(t, string(want), string(got))
@@ -226,4 +231,42 @@ func TestStripForCacheShrinks(t *testing.T) {
 	n, err := stripForCache(nodes[0])
 	require.NoError(t, err)
 	assert.Nil(t, n.(*corev1.Node).Status.Images)
+}
+
+// TestInterner checks that equal values are shared and different ones are
+// not, whatever their keys and values look like, and that a table stays
+// bounded.
+func TestInterner(t *testing.T) {
+	same := func(a, b any) bool { return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() }
+	in := newInterner()
+
+	a := in.labelsOf(map[string]string{"app": "web", "tier": "front"})
+	b := in.labelsOf(map[string]string{"tier": "front", "app": "web"})
+	assert.True(t, same(a, b), "equal labels are shared")
+	assert.False(t, same(in.labelsOf(map[string]string{"a": "bc"}), in.labelsOf(map[string]string{"ab": "c"})), "no key collision")
+
+	r1 := in.resourcesOf(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")})
+	r2 := in.resourcesOf(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")})
+	r3 := in.resourcesOf(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1073741824")})
+	assert.True(t, same(r1, r2))
+	assert.False(t, same(r1, r3), "the same amount written another way is not shared")
+
+	yes, no := true, false
+	o1 := in.ownersOf([]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-1", UID: "u", Controller: &yes}})
+	o2 := in.ownersOf([]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-1", UID: "u", Controller: &yes}})
+	o3 := in.ownersOf([]metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-1", UID: "u", Controller: &no}})
+	assert.True(t, same(o1, o2))
+	assert.False(t, same(o1, o3))
+
+	secs := int64(300)
+	t1 := in.tolerationsOf([]corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists, TolerationSeconds: &secs}})
+	t2 := in.tolerationsOf([]corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists, TolerationSeconds: &secs}})
+	t3 := in.tolerationsOf([]corev1.Toleration{{Key: "k", Operator: corev1.TolerationOpExists}})
+	assert.True(t, same(t1, t2))
+	assert.False(t, same(t1, t3))
+
+	for i := range maxInterned + 10 {
+		in.labelsOf(map[string]string{"pod": strconv.Itoa(i)})
+	}
+	assert.LessOrEqual(t, len(in.labels), maxInterned)
 }
