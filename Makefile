@@ -10,7 +10,7 @@ PKGS := ./...
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 .PHONY: all build build-agent build-aggregator test e2e bench lint fmt tidy-check run run-once clean \
-	images helm manifests manifests-check chart-lint chart-check
+	images helm manifests manifests-check chart-lint chart-check promtool metrics-check
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
 # $(IMAGE_REGISTRY)/aggregator:$(IMAGE_TAG).
@@ -28,6 +28,11 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 	-X helm.sh/helm/v3/internal/version.metadata= \
 	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
+
+# promtool, built from the Go module proxy into .cache/ like helm, checks
+# the /metrics exposition of both binaries (make metrics-check).
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL := $(CURDIR)/.cache/bin/promtool-$(PROMTOOL_VERSION)
 
 all: build
 
@@ -100,3 +105,17 @@ chart-lint: $(HELM) ## helm lint with the default values and each example
 
 chart-check: $(HELM) ## helm lint, template checks (bad values must fail), NOTES, manifests-check
 	HELM=$(HELM) scripts/chart-check.sh all
+
+$(PROMTOOL):
+	@mkdir -p $(@D) .cache/promtool-build
+	@echo "building promtool $(PROMTOOL_VERSION) from the Go module proxy into .cache/ (a few minutes the first time)"
+	GOBIN=$(CURDIR)/.cache/promtool-build $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv .cache/promtool-build/promtool $@
+
+promtool: $(PROMTOOL) ## build the cached promtool
+
+metrics-check: $(PROMTOOL) ## promtool check metrics on both binaries' /metrics (written by their exposition tests)
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	K8SMON_EXPOSITION_DIR=$$dir $(GO) test -count=1 -run 'TestMetricsExposition|TestSnapshotSeriesLint' ./agent ./aggregator/api; \
+	for f in $$dir/agent.prom $$dir/aggregator.prom; do \
+	  echo "promtool check metrics $$(basename $$f)"; $(PROMTOOL) check metrics < $$f || exit 1; done
