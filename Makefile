@@ -74,11 +74,12 @@ tidy-check:
 	  echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; git diff -- go.mod go.sum | head -40; \
 	  cp /tmp/k8smon.go.mod.bak go.mod; cp /tmp/k8smon.go.sum.bak go.sum; exit 1; fi
 
-run: ## run the aggregator and an agent for this machine; prints the API URL
-	./scripts/run-local.sh
+run: ## run the aggregator and an agent for this machine (HTTP_ADDR, NATS_ADDR, AGENT_ADDR, INTERVAL); prints the URLs
+	@./scripts/run-local.sh
 
-run-once: ## print one node report of this machine as JSON and exit
-	$(GO) run ./agent --once --disable-kubelet
+# Not echoed, so that `make run-once > report.json` is JSON; logs go to stderr.
+run-once: ## print one node report of this machine as JSON on stdout and exit
+	@$(GO) run ./agent --once --disable-kubelet
 
 clean:
 	rm -rf $(BIN)
