@@ -142,6 +142,7 @@ type aggregator struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	id     string
+	ident  *identity
 
 	httpSrv  *http.Server
 	embedded *natsserver.Server
@@ -188,6 +189,10 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 
 	extra := prometheus.NewRegistry()
 	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Identity (kubernetes modes of NATS and HTTP) before either serves.
+	if a.ident, err = newIdentity(ctx, a.cfg, a.logger, extra); err != nil {
+		return err
+	}
 	store := state.NewStore(state.StoreOptions{
 		History:    state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints),
 		Standalone: a.cluster == nil,
@@ -243,6 +248,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			openapi.RegisterRoutes(mux)
 		},
 	})
+	handler = a.ident.http(handler)
 	a.httpSrv = api.NewServer(handler, api.ServerOptions{Logger: a.logger.With("component", "http"), Registerer: extra})
 	g.Go(func() error {
 		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -260,7 +266,7 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
 	a.natsURL = a.cfg.NATS.URL
 	opts := a.cfg.NATS.NATSOptions("k8smon-aggregator " + a.id)
 	if a.natsURL == "" {
-		srv, err := natsserver.Start(a.cfg.NATS, a.logger)
+		srv, err := natsserver.Start(a.cfg.NATS, a.logger, a.ident.natsOptions()...)
 		if err != nil {
 			return err
 		}
@@ -276,9 +282,12 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
 	)
 	nc, err := nats.Connect(a.natsURL, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", a.natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(a.natsURL), err)
 	}
 	a.nc, a.ncClosed = nc, closed
+	if err := a.ident.serveCallout(nc); err != nil {
+		return err
+	}
 	g.Go(func() error { return a.watchNATS(ctx) })
 	return nil
 }

@@ -91,7 +91,7 @@ func Connect(cfg config.NATSConfig, node string, logger *slog.Logger, reg promet
 	)
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(cfg.URL), err)
 	}
 	// Callbacks may already run: p.nc is read under p.mu.
 	p.mu.Lock()
