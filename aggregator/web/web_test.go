@@ -49,7 +49,7 @@ func TestPage(t *testing.T) {
 	assert.Contains(t, csp, "default-src 'none'")
 	assert.Contains(t, csp, "connect-src 'self'")
 	for _, tag := range []string{"script", "style"} {
-		m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllStringSubmatch(body, -1)
+		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(body, -1)
 		require.Len(t, m, 1, "one inline %s", tag)
 		sum := sha256.Sum256([]byte(m[0][1]))
 		assert.Contains(t, csp, tag+"-src 'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'", "the CSP allows the inline %s by hash", tag)
