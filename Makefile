@@ -51,9 +51,11 @@ test: lint ## unit tests with the race detector
 
 # End-to-end: a real kube-apiserver, etcd and metrics-server on loopback,
 # built from the Go module proxy into .cache/e2e/bin on the first run (see
-# docs/testing.md), with simulated kubelets, the aggregator and agents.
-e2e: ## end-to-end tests against a real control plane (build tag e2e)
+# docs/testing.md), with simulated kubelets, the aggregator and agents; the
+# web view is driven in Debian's Chromium (installed once by chromium.sh).
+e2e: ## end-to-end tests against a real control plane (build tag e2e), the web view in headless Chromium
 	test/e2e/build.sh
+	test/e2e/chromium.sh
 	$(GO) test -tags e2e -count=1 -timeout 30m ./test/e2e/...
 
 bench: ## benchmarks of the hot paths (see docs/benchmarks.md)

@@ -13,6 +13,7 @@
     vms: { offset: 0, total: 0 },
     detail: null,
     issues: null,
+    nodeIssues: {},
     events: [],
     eventsAPI: null
   };
@@ -54,10 +55,10 @@
     return (i ? b.toFixed(1) : b) + " " + u[i];
   }
   function pct(r) { return (Math.round(r * 10) / 10) + "%"; }
-  function bar(rate, label) {
+  function bar(rate, label, cls) {
     var i = el("i", { cls: rate >= 90 ? "over" : rate >= 75 ? "high" : "" });
     i.style.width = Math.max(0, Math.min(100, rate)) + "%";
-    return el("td", { cls: "num" }, [el("span", { cls: "bar" }, [i]), pct(rate) + " ", el("span", { cls: "muted", text: label })]);
+    return el("td", { cls: "num " + (cls || "") }, [el("span", { cls: "bar" }, [i]), pct(rate) + " ", el("span", { cls: "muted", text: label })]);
   }
   function age(s) { return s < 120 ? Math.round(s) + "s" : s < 7200 ? Math.round(s / 60) + "m" : Math.round(s / 3600) + "h"; }
 
@@ -130,6 +131,12 @@
       var ul = $("issues");
       ul.textContent = "";
       issues.forEach(function (i) { ul.appendChild(el("li", { text: i })); });
+      // A node's issue says why it is unhealthy with the server's thresholds.
+      state.nodeIssues = {};
+      issues.forEach(function (i) {
+        var m = /^node (\S+) (?:is )?(.*)$/.exec(i);
+        if (m) state.nodeIssues[m[1]] = m[2];
+      });
       if (!state.eventsAPI) diffIssues(issues, c.healthStatus);
     });
   }
@@ -140,7 +147,9 @@
     return ["healthy", "state-healthy"];
   }
   function pressure(n) {
-    return (n.conditions || []).filter(function (c) { return /Pressure$|NetworkUnavailable|NotReady/.test(c); }).join(", ");
+    var conds = (n.conditions || []).filter(function (c) { return /Pressure$|NetworkUnavailable|NotReady/.test(c); });
+    var why = (state.nodeIssues || {})[n.nodeName];
+    return conds.concat(why && conds.indexOf(why) < 0 ? [why] : []).join("; ");
   }
   function gpuSummary(n) {
     var g = n.gpus || [];
@@ -159,9 +168,9 @@
         var st = nodeStatus(n);
         var tr = el("tr", { "data-node": n.nodeName }, [
           td(n.nodeName, "name"), td(st[0], "status " + st[1]),
-          bar(n.cpuUsageRate, cores(n.cpuUsage) + "/" + cores(n.cpuCapacity)),
-          bar(n.memoryUsageRate, bytes(n.memoryUsage)),
-          bar(n.diskUsageRate, bytes(n.diskUsage)),
+          bar(n.cpuUsageRate, cores(n.cpuUsage) + "/" + cores(n.cpuCapacity), "cpu"),
+          bar(n.memoryUsageRate, bytes(n.memoryUsage) + "/" + bytes(n.memoryCapacity), "memory"),
+          bar(n.diskUsageRate, bytes(n.diskUsage) + "/" + bytes(n.diskCapacity), "disk"),
           td(gpuSummary(n), "gpus"), td(pressure(n), "pressure"),
           td(n.reportAgeSeconds ? age(n.reportAgeSeconds) : (n.sources && n.sources.agent ? "no agent" : "–"), "age")
         ]);
@@ -319,14 +328,20 @@
   }
 
   var loaders = { nodes: loadNodes, pods: loadPods, gpus: loadGPUs, vms: loadVMs, events: loadEvents };
-  var busy = false;
+  // One refresh at a time; a change made meanwhile (a filter, a page)
+  // runs one more as soon as it ends.
+  var busy = false, again = false;
   function refresh() {
-    if (busy) return;
+    if (busy) { again = true; return; }
     busy = true;
+    again = false;
     var work = [loadCluster(), loaders[state.tab]()];
-    if (state.tab !== "events" && state.eventsAPI !== false) work.push(loadEvents());
+    if (state.tab !== "events" && state.eventsAPI === null) work.push(loadEvents()); // is there an event list?
     if (state.detail) work.push(loadDetail());
-    Promise.all(work).then(function () { showError(null); }, showError).then(function () { busy = false; });
+    Promise.all(work).then(function () { showError(null); }, showError).then(function () {
+      busy = false;
+      if (again) refresh();
+    });
   }
 
   document.querySelectorAll("#tabs button").forEach(function (b) {
@@ -341,6 +356,9 @@
     var apply = function () { f[1].offset = 0; refresh(); };
     $(f[0]).addEventListener("change", apply);
     $(f[0]).addEventListener("submit", function (e) { e.preventDefault(); apply(); });
+    // Enter applies a text filter at once (forms of several inputs have no
+    // implicit submission).
+    $(f[0]).addEventListener("keydown", function (e) { if (e.key === "Enter") { e.preventDefault(); apply(); } });
   });
   sortable($("nodes"), state.nodes);
   sortable($("pods"), state.pods);
