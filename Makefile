@@ -10,7 +10,7 @@ PKGS := ./...
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 .PHONY: all build build-agent build-aggregator test e2e bench lint fmt tidy-check run run-once clean \
-	images helm manifests manifests-check chart-lint chart-check promtool metrics-check
+	images helm manifests manifests-check chart-lint chart-check promtool metrics-check actionlint workflow-lint
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
 # $(IMAGE_REGISTRY)/aggregator:$(IMAGE_TAG).
@@ -33,6 +33,11 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 # the /metrics exposition of both binaries (make metrics-check).
 PROMTOOL_VERSION := v0.316.0
 PROMTOOL := $(CURDIR)/.cache/bin/promtool-$(PROMTOOL_VERSION)
+
+# actionlint, built from the Go module proxy into .cache/ like helm, checks
+# the GitHub Actions workflows (make workflow-lint).
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(CURDIR)/.cache/bin/actionlint-$(ACTIONLINT_VERSION)
 
 all: build
 
@@ -122,3 +127,13 @@ metrics-check: $(PROMTOOL) ## promtool check metrics on both binaries' /metrics 
 	K8SMON_EXPOSITION_DIR=$$dir $(GO) test -count=1 -run 'TestMetricsExposition|TestSnapshotSeriesLint' ./agent ./aggregator/api; \
 	for f in $$dir/agent.prom $$dir/aggregator.prom; do \
 	  echo "promtool check metrics $$(basename $$f)"; $(PROMTOOL) check metrics < $$f || exit 1; done
+
+$(ACTIONLINT):
+	@mkdir -p $(@D) .cache/actionlint-build
+	GOBIN=$(CURDIR)/.cache/actionlint-build $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv .cache/actionlint-build/actionlint $@
+
+actionlint: $(ACTIONLINT) ## build the cached actionlint
+
+workflow-lint: $(ACTIONLINT) ## actionlint on .github/workflows (the release workflow)
+	$(ACTIONLINT) -no-color .github/workflows/*.yml
