@@ -49,7 +49,8 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+/api/v1/diagnose/{pods,nodes}/..., /api/v1/events[/stream], /healthz,
+/readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
 NATS: embedded on --nats-listen unless --nats-url names an existing server.
 Without a configured cluster (no in-cluster service account, no kubeconfig)
 it runs standalone (agents only); a configured API server that does not
@@ -155,6 +156,7 @@ type aggregator struct {
 	mgrDone  chan struct{}
 	cluster  *kube.Cluster
 	vms      *vm.Watcher
+	evid     *evidence
 	// clusterDone is closed when startCluster has returned.
 	clusterDone chan struct{}
 }
@@ -175,6 +177,12 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 		return err
 	default:
 		a.cluster = cl
+	}
+	a.evid = newEvidence(a.cfg, a.logger, ctx.Done())
+	if a.cluster != nil {
+		if err := a.evid.watchPods(a.cluster); err != nil {
+			return err
+		}
 	}
 
 	// Virtual machines: KubeVirt VMIs and custom VM resources, when served.
@@ -224,7 +232,10 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 // fails g.
 func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) error {
 	querier := api.NewQuerier(store, a.cfg.Agent.Thresholds)
-	mcpSrv, err := mcp.New(mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")})
+	diag := a.evid.diagnoser(store, a.cluster, a.cfg.Agent.Thresholds)
+	mopts := mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")}
+	a.evid.mcpOptions(&mopts, diag)
+	mcpSrv, err := mcp.New(mopts)
 	if err != nil {
 		return err
 	}
@@ -247,6 +258,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			})
 			mcpSrv.RegisterRoutes(mux)
 			openapi.RegisterRoutes(mux)
+			a.evid.routes(mux, diag, extra)
 			web.RegisterRoutes(mux)
 		},
 	})
@@ -330,6 +342,7 @@ func (a *aggregator) startIngest(extra *prometheus.Registry) error {
 		EventBurst:   a.cfg.Aggregator.NodeEventBurst,
 		OnEvent: func(e *model.Event) {
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+			a.evid.nodeEvent(e)
 		},
 	})
 	if err != nil {
@@ -339,6 +352,7 @@ func (a *aggregator) startIngest(extra *prometheus.Registry) error {
 		return fmt.Errorf("subscribe to agent reports: %w", err)
 	}
 	a.ing = ing
+	a.evid.setReports(ing)
 	return nil
 }
 
@@ -382,6 +396,7 @@ func (a *aggregator) publishEvents(subject string, events []model.Event) {
 	for i := range events {
 		e := &events[i]
 		a.logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
+		a.evid.clusterEvent(e)
 		data, err := wire.EncodeEvent(wire.KindClusterEvent, a.id, e)
 		if err == nil {
 			err = a.nc.Publish(subject, data)
@@ -409,6 +424,9 @@ func (a *aggregator) startCluster(ctx context.Context) error {
 		if err := a.mgr.Collect(ctx); err != nil && ctx.Err() == nil {
 			a.logger.Warn("collect", "error", err)
 		}
+	}
+	if err := a.evid.watchEvents(ctx, a.cluster, a.cfg.Metrics.Namespaces); err != nil {
+		return fmt.Errorf("watch events: %w", err)
 	}
 	if a.vms != nil {
 		if err := a.vms.Start(ctx); err != nil && ctx.Err() == nil {
@@ -450,6 +468,9 @@ func (a *aggregator) stop() {
 	}
 	if a.vms != nil {
 		a.vms.Close()
+	}
+	if a.evid != nil {
+		a.evid.close()
 	}
 	if a.cluster != nil {
 		a.cluster.Close()
