@@ -579,6 +579,10 @@ func TestE2E(t *testing.T) {
 		web.waitFor(t, settle, "one stale node in the summary", `document.querySelector('[data-card=nodes] small').textContent.includes('1 stale')`)
 		web.waitFor(t, settle, "the issue listed", `document.getElementById('issues').textContent.includes('worker-2.e2e')`)
 		require.True(t, eval[bool](t, web, `window.e2eLoaded === true`), "the page updated itself, without a reload")
+		// The events tab lists the aggregator's NodeStale event.
+		web.do(t, settle, chromedp.Click(chromedp.CSS(`#tabs button[data-tab=events]`)))
+		web.waitFor(t, settle, "the NodeStale event", `Array.from(document.querySelectorAll('#events tbody tr')).some(r => r.textContent.includes('NodeStale') && r.textContent.includes('worker-2.e2e'))`)
+		web.do(t, settle, chromedp.Click(chromedp.CSS(`#tabs button[data-tab=nodes]`)))
 	})
 
 	t.Run("a kubelet returning errors is reported on its node, and recovers", func(t *testing.T) {

@@ -250,8 +250,10 @@
     });
   }
 
-  // Events: the aggregator's event list when it serves one; otherwise the
-  // issues of successive snapshots, raised and cleared, as they are seen.
+  // Events: the aggregator's event list (newest first), polled with the
+  // token like every other request (an EventSource on /api/v1/events/stream
+  // could not send it); without an event list, the issues of successive
+  // snapshots, raised and cleared, as they are seen.
   function diffIssues(issues, status) {
     var now = new Date().toISOString();
     if (state.issues) {
@@ -276,7 +278,8 @@
       var tb = $("events").tBodies[0];
       tb.textContent = "";
       list.forEach(function (e) {
-        var what = [e.type, e.node, e.namespace && e.pod ? e.namespace + "/" + e.pod : ""].filter(Boolean).join(" ");
+        var obj = e.namespace && e.pod ? e.namespace + "/" + e.pod : e.object ? e.object.kind + " " + e.object.name : e.node;
+        var what = [e.reason || e.type, obj].filter(Boolean).join(" ");
         tb.appendChild(el("tr", {}, [td(new Date(e.time).toLocaleTimeString()), td(e.severity, "sev-" + e.severity), td(what), td(e.message)]));
       });
     });
