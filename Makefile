@@ -122,11 +122,12 @@ $(PROMTOOL):
 
 promtool: $(PROMTOOL) ## build the cached promtool
 
-metrics-check: $(PROMTOOL) ## promtool check metrics on both binaries' /metrics (written by their exposition tests)
+metrics-check: $(PROMTOOL) ## promtool check metrics on both binaries' /metrics, check rules on the Grafana dashboard's queries
 	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
-	K8SMON_EXPOSITION_DIR=$$dir $(GO) test -count=1 -run 'TestMetricsExposition|TestSnapshotSeriesLint' ./agent ./aggregator/api; \
+	K8SMON_EXPOSITION_DIR=$$dir $(GO) test -count=1 -run 'TestMetricsExposition|TestSnapshotSeriesLint|TestDashboardSeries' ./agent ./aggregator/api || exit 1; \
 	for f in $$dir/agent.prom $$dir/aggregator.prom; do \
-	  echo "promtool check metrics $$(basename $$f)"; $(PROMTOOL) check metrics < $$f || exit 1; done
+	  echo "promtool check metrics $$(basename $$f)"; $(PROMTOOL) check metrics < $$f || exit 1; done; \
+	$(PROMTOOL) check rules $$dir/dashboard.rules.yml
 
 $(ACTIONLINT):
 	@mkdir -p $(@D) .cache/actionlint-build

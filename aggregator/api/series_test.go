@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +182,45 @@ func TestSourceSeriesBounded(t *testing.T) {
 	n, err := testutil.GatherAndCount(reg, "k8smon_node_source_up")
 	require.NoError(t, err)
 	assert.Equal(t, maxSources, n)
+}
+
+// TestDashboardSeries: every series the chart's Grafana dashboard queries is
+// one the aggregator exports, so a renamed metric cannot leave a panel
+// empty. With $K8SMON_EXPOSITION_DIR set it also writes the dashboard's
+// queries as Prometheus rules there, for promtool check rules (their
+// PromQL).
+func TestDashboardSeries(t *testing.T) {
+	raw, err := os.ReadFile("../../charts/k8s-llm-monitor/dashboards/k8s-llm-monitor.json")
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+
+	h := New(snapshotOnly{seriesSnapshot()}, Options{ObjectMetrics: true})
+	get(h, "/api/v1/metrics/cluster")
+	body := get(h, "/metrics").Body.String()
+	name := regexp.MustCompile(`\bk8smon_[a-z_]+`)
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range name.FindAllString(tg.Expr, -1) {
+				assert.Contains(t, body, "\n"+m, "panel %q queries %s, which /metrics does not export", p.Title, m)
+			}
+			n++
+			expr := strings.ReplaceAll(tg.Expr, "$node", ".*")
+			fmt.Fprintf(&rules, "      - record: k8smon:dashboard_query_%d\n        expr: %q\n", n, expr)
+		}
+	}
+	require.Positive(t, n)
+	if dir := os.Getenv("K8SMON_EXPOSITION_DIR"); dir != "" {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "dashboard.rules.yml"), []byte(rules.String()), 0o644))
+	}
 }
