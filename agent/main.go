@@ -181,4 +181,3 @@ func instrumented(cfg *config.Config, sources []collector.Source, logger *slog.L
 	}
 	return reg, rep, pub, nil
 }
-
