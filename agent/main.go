@@ -133,14 +133,9 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("agent starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval,
 		"nats", config.RedactURLs(cfg.NATS.URL), "natsCredential", cfg.NATS.CredentialKind(), "hostRoot", cfg.Agent.HostRoot, "kubelet", config.RedactURLs(cfg.Agent.Kubelet.URL))
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sources := buildSources(cfg, logger)
 	defer closeSources(sources, logger)
-	runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, reg)
-	rep := reporter.New(cfg.Agent.NodeName, cfg.Metrics.CollectInterval, runner, cfg.Agent.Thresholds, logger, reg)
-
-	pub, err := publish.Connect(cfg.NATS, cfg.Agent.NodeName, logger.With("component", "publish"), reg)
+	reg, rep, pub, err := instrumented(cfg, sources, logger)
 	if err != nil {
 		return err
 	}
@@ -170,4 +165,19 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 		logger.Warn("closing NATS", "error", cerr)
 	}
 	return err
+}
+
+// instrumented builds the reporter and the publisher with their metrics on
+// one registry, the one /metrics serves, beside the runtime's and the
+// process's.
+func instrumented(cfg *config.Config, sources []collector.Source, logger *slog.Logger) (*prometheus.Registry, *reporter.Reporter, *publish.Publisher, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, reg)
+	rep := reporter.New(cfg.Agent.NodeName, cfg.Metrics.CollectInterval, runner, cfg.Agent.Thresholds, logger, reg)
+	pub, err := publish.Connect(cfg.NATS, cfg.Agent.NodeName, logger.With("component", "publish"), reg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return reg, rep, pub, nil
 }

@@ -53,8 +53,10 @@ func TestOnceOnThisMachine(t *testing.T) {
 func TestUsageAndBadFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
 	assert.Equal(t, 0, run([]string{"--help"}, &out, &errOut))
-	assert.Contains(t, errOut.String(), "--nats-url")
-	assert.Contains(t, errOut.String(), "--once")
+	assert.Contains(t, out.String(), "--nats-url", "--help | less shows the flags")
+	assert.Contains(t, out.String(), "--once")
+	assert.Empty(t, errOut.String())
+	out.Reset()
 
 	errOut.Reset()
 	assert.Equal(t, 2, run([]string{"--interval", "10ms", "--once"}, &out, &errOut))

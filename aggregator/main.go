@@ -33,6 +33,7 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/openapi"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/web"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
@@ -258,6 +259,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			mcpSrv.RegisterRoutes(mux)
 			openapi.RegisterRoutes(mux)
 			a.evid.routes(mux, diag, extra)
+			web.RegisterRoutes(mux)
 		},
 	})
 	handler = a.ident.http(handler)

@@ -506,7 +506,8 @@ func getJSON(t *testing.T, url string, into any) int {
 func TestAggregatorFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
 	assert.Equal(t, 0, run([]string{"--help"}, &out, &errOut))
-	assert.Contains(t, errOut.String(), "--nats-url")
+	assert.Contains(t, out.String(), "--nats-url", "--help | less shows the flags")
+	assert.Empty(t, errOut.String())
 	errOut.Reset()
 	assert.Equal(t, 2, run([]string{"--stale-intervals", "0"}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "aggregator.stale_intervals")

@@ -26,16 +26,18 @@ type Command struct {
 // returns ok false and the exit code: 0, or 2 after saying what is wrong.
 func (c Command) Parse(args []string, stdout, stderr io.Writer) (cfg *Config, logger *slog.Logger, code int, ok bool) {
 	fs := pflag.NewFlagSet(c.Name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// pflag prints errors and usage itself; this function says both, so
+	// that --help goes to stdout (--help | less) and errors to stderr.
+	fs.SetOutput(io.Discard)
 	c.Register(fs)
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "k8s-llm-monitor %s %s\n\n%s\nEvery flag can also be set in the YAML file (--config) or as K8SMON_<KEY>,\ne.g. K8SMON_NATS_URL. Flags:\n", c.Name, version.Version, c.Usage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(stdout, "k8s-llm-monitor %s %s\n\n%s\nEvery flag can also be set in the YAML file (--config) or as K8SMON_<KEY>,\ne.g. K8SMON_NATS_URL. Flags:\n", c.Name, version.Version, c.Usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return nil, nil, 0, false
 		}
 		fmt.Fprintf(stderr, "%v\nRun '%s --help' for the flags.\n", err, c.Name)

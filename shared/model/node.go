@@ -127,6 +127,9 @@ type GPUMetrics struct {
 	// or not supported.
 	ECCCorrected   *uint64 `json:"eccCorrected,omitempty"`
 	ECCUncorrected *uint64 `json:"eccUncorrected,omitempty"`
+	// XIDErrors counts the XID errors the agent saw on this GPU since it
+	// started (each is also an event).
+	XIDErrors uint64 `json:"xidErrors,omitempty"`
 	// MIG devices carved from this GPU, by their own UUIDs.
 	MIGDevices []string `json:"migDevices,omitempty"`
 	// Pods holding this GPU (or one of its MIG devices / time-sliced
