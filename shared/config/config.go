@@ -60,6 +60,7 @@ type NATSConfig struct {
 	TLSInsecure   bool   // nats.tls_insecure_skip_verify
 	Listen        string // nats.listen: the embedded server's address (aggregator)
 	BufferSize    int    // nats.buffer_size: reports kept while NATS is down (agent)
+	JetStream     JetStreamConfig
 }
 
 // AgentConfig is the "agent:" block.
@@ -108,6 +109,9 @@ type AggregatorConfig struct {
 	ObjectMetrics bool // aggregator.object_metrics
 	// HistoryPoints bounds each node's and pod's history ring.
 	HistoryPoints int // aggregator.history_points
+	// DataDir holds the embedded NATS server's JetStream store
+	// (aggregator.data_dir); "" means a temporary directory removed at exit.
+	DataDir string
 }
 
 // Defaults, also the values documented in configs/config.yaml.
@@ -174,6 +178,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.object_metrics", true)
 	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
 	setVMDefaults(v)
+	setJetStreamDefaults(v)
 }
 
 // FlagKeys maps command-line flags to config keys. A binary registers the
@@ -211,6 +216,8 @@ var FlagKeys = map[string]string{
 	"http-addr":                        "aggregator.http_addr",
 	"kubeconfig":                       "aggregator.kubeconfig",
 	"stale-intervals":                  "aggregator.stale_intervals",
+	"data-dir":                         "aggregator.data_dir",
+	"nats-stream-replicas":             "nats.jetstream.replicas",
 }
 
 // negatedFlags are the --disable-* booleans: set, each turns its key off.
@@ -268,6 +275,8 @@ func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	fs.Int("stale-intervals", DefaultStaleIntervals, "missed agent intervals before a node is stale (aggregator.stale_intervals)")
 	fs.Bool("disable-metrics-server", false, "do not read metrics.k8s.io (aggregator.metrics_server=false)")
 	fs.Bool("disable-object-metrics", false, "leave per-node and per-pod gauges out of /metrics (aggregator.object_metrics=false)")
+	fs.String("data-dir", "", "directory of the embedded NATS server's JetStream store; empty = a temporary one, lost at exit (aggregator.data_dir)")
+	fs.Int("nats-stream-replicas", 0, "replicas of the JetStream streams; 0 = 3 on a NATS cluster, else 1 (nats.jetstream.replicas)")
 }
 
 // Load reads the configuration: defaults, then the file named by --config
@@ -382,6 +391,9 @@ func fill(v *viper.Viper, c *Config) error {
 		HistoryPoints:  v.GetInt("aggregator.history_points"),
 	}
 	if err := fillVMs(v, c); err != nil {
+		errs = append(errs, err)
+	}
+	if err := fillJetStream(v, c); err != nil {
 		errs = append(errs, err)
 	}
 	// Node identity falls back to the downward API's variables.

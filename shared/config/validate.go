@@ -107,6 +107,7 @@ func (c *Config) ValidateAggregator() []error {
 	if g.HistoryPoints < 1 {
 		bad("aggregator.history_points", "%d must be at least 1", g.HistoryPoints)
 	}
+	errs = append(errs, c.validateJetStream()...)
 	return append(errs, c.validateVMs()...)
 }
 
