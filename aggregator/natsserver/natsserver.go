@@ -66,8 +66,9 @@ type Server struct {
 // Start runs a NATS server on cfg.Listen ("host:port"; port 0 or -1 picks a
 // free one) with the authentication the clients are configured with: a
 // token, else a user and password. TLS is served when cfg.TLSCertFile and
-// cfg.TLSKeyFile are set. It returns once the server accepts clients.
-func Start(cfg config.NATSConfig, logger *slog.Logger) (*Server, error) {
+// cfg.TLSKeyFile are set; extra adds to that (JetStream). It returns once
+// the server accepts clients.
+func Start(cfg config.NATSConfig, logger *slog.Logger, extra ...Option) (*Server, error) {
 	logger = logger.With("source", "nats-server")
 	listen := cfg.Listen
 	if listen == "" {
@@ -76,6 +77,11 @@ func Start(cfg config.NATSConfig, logger *slog.Logger) (*Server, error) {
 	opts, err := options(cfg, listen)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range extra {
+		if err := o(opts); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -100,7 +106,7 @@ func Start(cfg config.NATSConfig, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("start embedded NATS on %s: %w after %s", listen, ErrNotReady, ReadyTimeout)
 	}
 	s := &Server{ns: ns, host: opts.Host, tls: opts.TLSConfig != nil, logger: logger}
-	logger.Info("embedded NATS server ready", "listen", listen, "url", s.ClientURL(), "tls", s.tls, "auth", authKind(cfg))
+	logger.Info("embedded NATS server ready", "listen", listen, "url", s.ClientURL(), "tls", s.tls, "auth", authKind(cfg), "jetstream", opts.StoreDir)
 	return s, nil
 }
 
