@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
@@ -133,6 +134,13 @@ func TestRenderedConfigLoads(t *testing.T) {
 				assert.Equal(t, ":8080", cfg.Aggregator.HTTPAddr)
 				assert.Equal(t, r.name == "external-nats", cfg.NATS.URL != "", "the aggregator embeds NATS unless nats.url is set")
 				assert.Equal(t, r.name != "all-features", cfg.VMs.KubeVirt)
+				if r.name == "external-nats" {
+					assert.Empty(t, cfg.Aggregator.DataDir, "the streams live on the external NATS")
+				} else {
+					assert.Equal(t, dataDir, cfg.Aggregator.DataDir, "the embedded JetStream store is the mounted volume")
+				}
+				assert.Equal(t, 0, cfg.NATS.JetStream.Replicas)
+				assert.Equal(t, 24*time.Hour, cfg.NATS.JetStream.EventsMaxAge)
 			})
 		})
 	}
