@@ -1,6 +1,9 @@
 // Package ingest receives the agents' node reports and node events from
-// NATS, decodes them with the wire contract, drops (and counts) what is bad,
-// and keeps the latest report of every node for the snapshot builder.
+// the JetStream streams, decodes them with the wire contract, drops (and
+// counts) what is bad, and keeps the latest report of every node for the
+// snapshot builder. At start it replays the Reports stream, so a restarted
+// aggregator knows every node's latest report and can rebuild its history
+// before it serves.
 package ingest
 
 import (
@@ -11,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
@@ -21,16 +24,9 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	// DefaultPendingMsgs and DefaultPendingBytes bound what waits in the
-	// client for the report handler. Only a node's latest report matters,
-	// so a backlog beyond a few intervals of a large cluster is useless:
-	// dropping it is better than holding hundreds of MiB of stale reports.
-	DefaultPendingMsgs  = 20_000
-	DefaultPendingBytes = 256 << 20
-	// Events are small and rare; their backlog is bounded separately so a
-	// flood of reports cannot starve them.
-	DefaultEventPendingMsgs  = 10_000
-	DefaultEventPendingBytes = 32 << 20
+	// DefaultPullBytes bounds what each consumer holds in the client ahead
+	// of the handler: a few dozen of the largest reports.
+	DefaultPullBytes = 32 << 20
 	// DefaultLogEvery is the shortest gap between two warnings for the same
 	// drop reason; the counters still see every message.
 	DefaultLogEvery = 10 * time.Second
@@ -68,22 +64,30 @@ type Config struct {
 	Prefix string
 	// Registerer receives the ingest metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
-	// OnEvent receives every valid node event. It runs on the subscription's
-	// goroutine, so it must not block: a slow callback makes NATS drop
-	// messages once the pending limits are reached. Nil discards events.
+	// OnEvent receives every valid node event, in the order the Events
+	// stream holds them. It runs on the consumer's goroutine: a slow
+	// callback delays the events behind it, never drops them. Nil discards
+	// events.
 	OnEvent func(*model.Event)
+	// EventReplay is how far back Start replays node events to OnEvent;
+	// zero delivers only events stored after Start.
+	EventReplay time.Duration
+	// OnRestore receives, in stream order, every valid report replayed
+	// from the Reports stream until the replay has caught up with what the
+	// stream held at Start (see Restored); it rebuilds history. It runs on
+	// the consumer's goroutine. Nil skips it.
+	OnRestore func(state.ReportEntry)
 	// Logger is required.
 	Logger *slog.Logger
-	// Pending limits of the report and event subscriptions; zero means the
-	// Default* values, a negative value means unlimited.
-	PendingMsgs, PendingBytes           int
-	EventPendingMsgs, EventPendingBytes int
+	// PullBytes bounds what each consumer buffers ahead of its handler;
+	// zero means DefaultPullBytes.
+	PullBytes int
 	// LogEvery rate-limits warnings per drop reason; zero means DefaultLogEvery.
 	LogEvery time.Duration
 }
 
-// Ingester subscribes to every node's reports and events and keeps the
-// latest report per node.
+// Ingester consumes every node's reports and events and keeps the latest
+// report per node.
 type Ingester struct {
 	prefix  string
 	cfg     Config
@@ -96,17 +100,17 @@ type Ingester struct {
 	latest       map[string]state.ReportEntry
 	lastReceived time.Time
 
-	subMu   sync.Mutex
-	subs    map[*nats.Subscription]string // subscription → "reports" | "events"
-	seen    map[string]int                // dropped count already added per subscription
-	started bool
-	closed  bool
+	subMu     sync.Mutex
+	consumers []jetstream.ConsumeContext
+	started   bool
+	closed    bool
 
-	dropped  *prometheus.CounterVec
-	reports  *prometheus.CounterVec
-	events   prometheus.Counter
-	slow     *prometheus.CounterVec
-	slowColl prometheus.Collector
+	restore *restore
+
+	dropped *prometheus.CounterVec
+	reports *prometheus.CounterVec
+	events  prometheus.Counter
+	errs    *prometheus.CounterVec
 }
 
 // New builds an Ingester and registers its metrics; Start subscribes.
@@ -125,10 +129,7 @@ func New(cfg Config) (*Ingester, error) {
 			*v = d
 		}
 	}
-	def(&cfg.PendingMsgs, DefaultPendingMsgs)
-	def(&cfg.PendingBytes, DefaultPendingBytes)
-	def(&cfg.EventPendingMsgs, DefaultEventPendingMsgs)
-	def(&cfg.EventPendingBytes, DefaultEventPendingBytes)
+	def(&cfg.PullBytes, DefaultPullBytes)
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = DefaultLogEvery
 	}
@@ -140,8 +141,7 @@ func New(cfg Config) (*Ingester, error) {
 		now:     time.Now,
 		limiter: newLogLimiter(cfg.LogEvery),
 		latest:  make(map[string]state.ReportEntry),
-		subs:    make(map[*nats.Subscription]string),
-		seen:    make(map[string]int),
+		restore: newRestore(),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "k8smon", Subsystem: "ingest", Name: "messages_dropped_total",
 			Help: "Agent messages dropped because they failed to decode, by reason.",
@@ -154,10 +154,10 @@ func New(cfg Config) (*Ingester, error) {
 			Namespace: "k8smon", Subsystem: "ingest", Name: "events_total",
 			Help: "Valid node events received and handed on.",
 		}),
-		slow: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "k8smon", Subsystem: "ingest", Name: "slow_consumer_dropped_total",
-			Help: "Messages the NATS client dropped because the handler fell behind its pending limits.",
-		}, []string{"subscription"}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "k8smon", Subsystem: "ingest", Name: "consumer_errors_total",
+			Help: "Errors of the JetStream consumers (missed heartbeats, NATS unreachable); each consumer resumes after the last message it handled.",
+		}, []string{"stream"}),
 	}
 	// Every label value exists from the start, so a rate() sees the first drop.
 	for _, r := range reasons {
@@ -165,112 +165,16 @@ func New(cfg Config) (*Ingester, error) {
 	}
 	i.reports.WithLabelValues("accepted")
 	i.reports.WithLabelValues("outdated")
-	i.slow.WithLabelValues("reports")
-	i.slow.WithLabelValues("events")
-	i.slowColl = &slowCollector{i: i}
+	i.errs.WithLabelValues("reports")
+	i.errs.WithLabelValues("events")
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{i.dropped, i.reports, i.events, i.slowColl} {
+		for _, c := range []prometheus.Collector{i.dropped, i.reports, i.events, i.errs} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)
 			}
 		}
 	}
 	return i, nil
-}
-
-// Start subscribes on nc to every node's reports and events. The caller
-// keeps owning nc and drains it at shutdown, after Close.
-//
-// The subscriptions are plain, not a queue group, on purpose: with several
-// aggregator replicas on one NATS cluster, each replica must hold every
-// node's latest report to serve complete snapshots, whereas a queue group
-// would deal each report to only one of them.
-func (i *Ingester) Start(nc *nats.Conn) error {
-	if err := i.subscribe(nc); err != nil {
-		return err
-	}
-	// A flush makes the server know the subscriptions before Start returns.
-	// While NATS is unreachable the client resends them on reconnect, so a
-	// failure here is not an error.
-	if nc.IsConnected() {
-		if err := nc.FlushTimeout(5 * time.Second); err != nil {
-			i.logger.Warn("subscriptions not yet confirmed by NATS", "error", err)
-		}
-	}
-	i.logger.Info("subscribed", "reports", wire.AllNodeReports(i.prefix), "events", wire.AllNodeEvents(i.prefix))
-	return nil
-}
-
-func (i *Ingester) subscribe(nc *nats.Conn) error {
-	i.subMu.Lock()
-	defer i.subMu.Unlock()
-	switch {
-	case i.closed:
-		return ErrClosed
-	case i.started:
-		return ErrStarted
-	}
-
-	// Chain, not replace, the connection's async error handler: slow
-	// consumer notices for our subscriptions are counted here, and
-	// everything is still passed to whatever handler the caller set.
-	prev := nc.ErrorHandler()
-	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
-			i.slowConsumer(sub)
-		}
-		if prev != nil {
-			prev(c, sub, err)
-		}
-	})
-
-	add := func(subject, name string, msgs, bytes int) error {
-		sub, err := nc.Subscribe(subject, i.onMsg)
-		if err != nil {
-			return fmt.Errorf("subscribe to %s: %w", subject, err)
-		}
-		i.subs[sub] = name
-		if err := sub.SetPendingLimits(msgs, bytes); err != nil {
-			return fmt.Errorf("set pending limits of %s: %w", subject, err)
-		}
-		return nil
-	}
-	if err := add(wire.AllNodeReports(i.prefix), "reports", i.cfg.PendingMsgs, i.cfg.PendingBytes); err != nil {
-		_ = i.unsubscribeLocked()
-		return err
-	}
-	if err := add(wire.AllNodeEvents(i.prefix), "events", i.cfg.EventPendingMsgs, i.cfg.EventPendingBytes); err != nil {
-		_ = i.unsubscribeLocked()
-		return err
-	}
-	i.started = true
-	return nil
-}
-
-// Close unsubscribes. Messages already delivered may still be handled
-// while it returns; the caller drains the connection afterwards. The async
-// error handler installed by Start stays on the connection and keeps
-// passing errors to the previous one.
-func (i *Ingester) Close() error {
-	i.subMu.Lock()
-	defer i.subMu.Unlock()
-	if i.closed {
-		return nil
-	}
-	i.closed = true
-	return i.unsubscribeLocked()
-}
-
-func (i *Ingester) unsubscribeLocked() error {
-	i.syncDroppedLocked()
-	var errs []error
-	for sub, name := range i.subs {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", name, err))
-		}
-		delete(i.subs, sub)
-	}
-	return errors.Join(errs...)
 }
 
 // Latest returns the latest report of every node, keyed by node name. The
@@ -302,33 +206,29 @@ func (i *Ingester) Forget(node string) {
 	delete(i.latest, node)
 }
 
-// onMsg is the subscriptions' handler. Agents are outside input: nothing
-// they send may take the aggregator down, so a panic (a decoder bug, or one
-// in OnEvent) is logged and the message dropped.
-func (i *Ingester) onMsg(m *nats.Msg) {
-	defer func() {
-		if r := recover(); r != nil {
-			i.logger.Error("message handler panicked; message dropped", "subject", m.Subject, "panic", r)
-		}
-	}()
-	i.handle(m.Subject, m.Data)
+// handle decodes one message received now and stores or hands it on.
+func (i *Ingester) handle(subject string, data []byte) {
+	i.handleAt(subject, data, i.now())
 }
 
-// handle decodes one message and stores or hands it on.
-func (i *Ingester) handle(subject string, data []byte) {
+// handleAt decodes one message that arrived at arrived and stores or hands
+// it on; it returns the report it stored or found outdated, nil for an
+// event or a dropped message.
+func (i *Ingester) handleAt(subject string, data []byte, arrived time.Time) *model.NodeReport {
 	switch {
 	case strings.HasSuffix(subject, ".report"):
 		r, err := wire.DecodeReport(i.prefix, subject, data)
 		if err != nil {
 			i.drop(subject, err)
-			return
+			return nil
 		}
-		i.store(r)
+		i.store(r, arrived)
+		return r
 	case strings.HasSuffix(subject, ".event"):
 		e, err := wire.DecodeNodeEvent(i.prefix, subject, data)
 		if err != nil {
 			i.drop(subject, err)
-			return
+			return nil
 		}
 		i.events.Inc()
 		if i.onEvent != nil {
@@ -337,13 +237,20 @@ func (i *Ingester) handle(subject string, data []byte) {
 	default:
 		i.drop(subject, fmt.Errorf("%w: %q is neither a report nor an event subject", wire.ErrSubject, subject))
 	}
+	return nil
 }
 
-// store keeps r unless the node's stored report is newer: NATS keeps one
-// publisher's order, but an agent replaying its buffer after a reconnect,
-// or a second agent instance during a rollout, can deliver out of order.
-func (i *Ingester) store(r *model.NodeReport) {
+// store keeps r unless the node's stored report is as new or newer: a
+// stream keeps one publisher's order, but a report delivered again (a
+// replay, an acknowledgement lost and the report sent twice beyond the
+// stream's duplicate window) or a second agent instance during a rollout
+// arrive out of order. arrived is when the stream stored r, so a replayed
+// report keeps its age.
+func (i *Ingester) store(r *model.NodeReport, arrived time.Time) {
 	now := i.now()
+	if arrived.After(now) || arrived.IsZero() {
+		arrived = now
+	}
 	i.mu.Lock()
 	old, ok := i.latest[r.NodeName]
 	if ok && !r.Timestamp.After(old.Report.Timestamp) && !old.Report.Timestamp.After(now.Add(MaxClockSkew)) {
@@ -351,8 +258,8 @@ func (i *Ingester) store(r *model.NodeReport) {
 		i.reports.WithLabelValues("outdated").Inc()
 		return
 	}
-	i.latest[r.NodeName] = state.ReportEntry{Report: r, ReceivedAt: now}
-	i.lastReceived = now
+	i.latest[r.NodeName] = state.ReportEntry{Report: r, ReceivedAt: arrived}
+	i.lastReceived = arrived
 	i.mu.Unlock()
 	i.reports.WithLabelValues("accepted").Inc()
 }
@@ -389,52 +296,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// slowConsumer counts what the client dropped for sub and warns.
-func (i *Ingester) slowConsumer(sub *nats.Subscription) {
-	i.subMu.Lock()
-	name, ours := i.subs[sub]
-	if ours {
-		i.syncDroppedLocked()
-	}
-	i.subMu.Unlock()
-	if !ours {
-		return
-	}
-	total, _ := sub.Dropped()
-	msgs, bytes, _ := sub.PendingLimits()
-	if ok, suppressed := i.limiter.allow("slow_consumer_"+name, i.now()); ok {
-		i.logger.Warn("handler fell behind, NATS client dropped messages", "subscription", name, "dropped_total", total, "pending_msgs_limit", msgs, "pending_bytes_limit", bytes, "suppressed", suppressed)
-	}
-}
-
-// syncDroppedLocked adds what each subscription dropped since the last
-// look. NATS reports a slow consumer once per episode, so the count is also
-// brought up to date at every scrape and at Close.
-func (i *Ingester) syncDroppedLocked() {
-	for sub, name := range i.subs {
-		n, err := sub.Dropped()
-		if err != nil {
-			continue
-		}
-		if d := n - i.seen[name]; d > 0 {
-			i.slow.WithLabelValues(name).Add(float64(d))
-			i.seen[name] = n
-		}
-	}
-}
-
-// slowCollector brings the slow-consumer counter up to date when scraped.
-type slowCollector struct{ i *Ingester }
-
-func (c *slowCollector) Describe(ch chan<- *prometheus.Desc) { c.i.slow.Describe(ch) }
-
-func (c *slowCollector) Collect(ch chan<- prometheus.Metric) {
-	c.i.subMu.Lock()
-	c.i.syncDroppedLocked()
-	c.i.subMu.Unlock()
-	c.i.slow.Collect(ch)
 }
 
 // logLimiter lets one warning per key through every interval and counts
