@@ -23,16 +23,18 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/clusterevents"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/ingest"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/manager"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natslink"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsserver"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/streams"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
-	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
 
 func main() {
@@ -84,7 +86,12 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	natsURL := cfg.NATS.URL
 	opts := cfg.NATS.NATSOptions("k8smon-aggregator " + id)
 	if natsURL == "" {
-		srv, err := natsserver.Start(cfg.NATS, logger)
+		dataDir, cleanup, err := jetStreamDir(cfg.Aggregator.DataDir, logger)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		srv, err := natsserver.Start(cfg.NATS, logger, natsserver.JetStream(dataDir))
 		if err != nil {
 			return err
 		}
@@ -93,29 +100,18 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		opts = append(opts, srv.InProcessOption())
 		logger.Info("embedded NATS listening; point agents' --nats-url at this host", "listen", cfg.NATS.Listen, "url", natsURL)
 	}
-	nc, err := nats.Connect(natsURL, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
-	}
-	defer nc.Close()
-
 	extra := prometheus.NewRegistry()
 	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ing, err := ingest.New(ingest.Config{
-		Prefix:     cfg.NATS.SubjectPrefix,
-		Registerer: extra,
-		Logger:     logger.With("component", "ingest"),
-		OnEvent: func(e *model.Event) {
-			logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
-		},
-	})
+	link, err := natslink.Connect(natsURL, opts, logger.With("component", "nats"), extra)
 	if err != nil {
 		return err
 	}
-	if err := ing.Start(nc); err != nil {
-		return fmt.Errorf("subscribe to agent reports: %w", err)
+	nc := link.Conn()
+	defer nc.Close()
+	streamCfg, err := ensureStreams(ctx, nc, cfg, logger.With("component", "streams"))
+	if err != nil {
+		return err
 	}
-	defer ing.Close() //nolint:errcheck // best effort on the way out
 
 	// Kubernetes: optional; without it the aggregator runs on agents alone.
 	var clusterSrc manager.ClusterSource
@@ -149,12 +145,53 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		vmSrc = vm.NewSource(w)
 	}
 
+	history := state.NewHistory(cfg.Metrics.CacheRetention, cfg.Aggregator.HistoryPoints)
 	store := state.NewStore(state.StoreOptions{
-		History:    state.NewHistory(cfg.Metrics.CacheRetention, cfg.Aggregator.HistoryPoints),
+		History:    history,
 		Standalone: clusterSrc == nil,
 		MaxAge:     3 * cfg.Metrics.CollectInterval,
 	})
-	subject := wire.ClusterEventSubject(cfg.NATS.SubjectPrefix)
+
+	// Reports and events from the streams; the replay of the Reports
+	// stream restores every node's latest report and the history window.
+	restoreOpts := state.RestoreOptions{History: history, StaleIntervals: cfg.Aggregator.StaleIntervals, Thresholds: cfg.Agent.Thresholds}
+	if clusterSrc != nil {
+		restoreOpts.Nodes, restoreOpts.Pods = clusterSrc.Nodes(), clusterSrc.Pods()
+	}
+	ing, err := ingest.New(ingest.Config{
+		Prefix:     cfg.NATS.SubjectPrefix,
+		Registerer: extra,
+		Logger:     logger.With("component", "ingest"),
+		OnEvent: func(e *model.Event) {
+			logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+		},
+		OnRestore: state.NewRestorer(restoreOpts).Add,
+	})
+	if err != nil {
+		return err
+	}
+	if err := ing.Start(nc); err != nil {
+		return fmt.Errorf("consume agent reports: %w", err)
+	}
+	defer ing.Close() //nolint:errcheck // best effort on the way out
+
+	// One replica publishes cluster events (a lease in a NATS KV bucket).
+	events, err := clusterevents.New(ctx, clusterevents.Options{
+		Conn: nc, Prefix: cfg.NATS.SubjectPrefix, ID: id, Replicas: streamCfg.Replicas,
+		Registerer: extra, Logger: logger.With("component", "cluster-events"),
+	})
+	if err != nil {
+		return err
+	}
+	events.Start()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := events.Close(cctx); err != nil {
+			logger.Warn("release the cluster event lease", "error", err)
+		}
+	}()
+
 	mopts := manager.Options{
 		Interval:       cfg.Metrics.CollectInterval,
 		StaleIntervals: cfg.Aggregator.StaleIntervals,
@@ -167,18 +204,12 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		MetricsServer: cfg.Aggregator.MetricsServer,
 		Store:         store,
 		Logger:        logger.With("component", "manager"),
-		OnEvents: func(events []model.Event) {
-			for i := range events {
-				e := &events[i]
+		OnEvents: func(evs []model.Event) {
+			for i := range evs {
+				e := &evs[i]
 				logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
-				data, err := wire.EncodeEvent(wire.KindClusterEvent, id, e)
-				if err == nil {
-					err = nc.Publish(subject, data)
-				}
-				if err != nil {
-					logger.Warn("cluster event not published", "type", e.Type, "error", err)
-				}
 			}
+			events.Publish(evs)
 		},
 	}
 	if vmSrc != nil {
@@ -186,9 +217,19 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	}
 	mgr := manager.New(mopts)
 	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
+	go func() {
+		// Snapshots wait for the restore: the first one then holds every
+		// node, and its history the whole window.
+		select {
+		case <-ing.Restored():
+		case <-ctx.Done():
+			mgrDone <- nil
+			return
+		}
+		mgrDone <- mgr.Start(ctx)
+	}()
 
-	handler := api.New(store, api.Options{
+	handler := api.New(readiness{Store: store, ing: ing, link: link}, api.Options{
 		Logger:        logger.With("component", "api"),
 		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
 		Thresholds:    cfg.Agent.Thresholds,
@@ -232,6 +273,72 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		logger.Warn("drain NATS", "error", err)
 	}
 	return nil
+}
+
+// readiness adds the restore and NATS's reachability to the store's own
+// readiness: not ready while the Reports stream is replayed; ready but
+// degraded, still serving, while NATS is unreachable.
+type readiness struct {
+	*state.Store
+	ing  *ingest.Ingester
+	link *natslink.Link
+}
+
+// Ready implements api.Provider.
+func (r readiness) Ready() (bool, string) {
+	if restoring, why := r.ing.Restoring(); restoring {
+		return false, why
+	}
+	ok, why := r.Store.Ready()
+	if degraded := r.link.Degraded(); ok && degraded != "" {
+		if why != "" {
+			degraded += "; " + why
+		}
+		return true, degraded
+	}
+	return ok, why
+}
+
+// jetStreamDir returns the embedded server's store: dir, or a temporary
+// directory removed by cleanup when dir is empty.
+func jetStreamDir(dir string, logger *slog.Logger) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "k8smon-jetstream-")
+	if err != nil {
+		return "", nil, fmt.Errorf("create a temporary JetStream store (set aggregator.data_dir): %w", err)
+	}
+	logger.Warn("no aggregator.data_dir: reports and history are kept in a temporary directory and lost at exit; set --data-dir to keep them across restarts", "dir", tmp)
+	return tmp, func() { _ = os.RemoveAll(tmp) }, nil
+}
+
+// ensureStreams creates or updates the streams, retrying while NATS is
+// unreachable; a server without JetStream, an account without the rights
+// or a conflicting stream is a configuration to fix and ends the start.
+func ensureStreams(ctx context.Context, nc *nats.Conn, cfg *config.Config, logger *slog.Logger) (*streams.Result, error) {
+	c := streams.FromConfig(cfg)
+	wait := 500 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := streams.Ensure(actx, nc, c, logger)
+		cancel()
+		switch {
+		case err == nil:
+			return res, nil
+		case errors.Is(err, streams.ErrNoJetStream), errors.Is(err, streams.ErrPermission), errors.Is(err, streams.ErrConflict):
+			return nil, err
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("create the JetStream streams: %w", ctx.Err())
+		}
+		logger.Warn("cannot create the JetStream streams yet; retrying", "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("create the JetStream streams: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // localURL turns a wildcard listen address into one a user can paste.

@@ -133,3 +133,97 @@ func TestAggregatorFlags(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"--bogus"}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "unknown flag")
 }
+
+// startServe runs serve with args until the test ends or stop is called,
+// and returns the HTTP base URL and the embedded NATS URL.
+func startServe(t *testing.T, args ...string) (base, natsURL string, stop func()) {
+	t.Helper()
+	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+	config.RegisterAggregatorFlags(fs)
+	require.NoError(t, fs.Parse(append([]string{"--http-addr", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--interval", "1"}, args...)))
+	cfg, err := config.Load(fs)
+	require.NoError(t, err)
+	require.Empty(t, cfg.ValidateAggregator())
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	var once bool
+	stop = func() {
+		if !once {
+			once = true
+			cancel()
+			require.NoError(t, <-done)
+		}
+	}
+	t.Cleanup(stop)
+	select {
+	case addrs := <-ready:
+		return "http://" + addrs[0], addrs[1], stop
+	case err := <-done:
+		t.Fatalf("aggregator stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("aggregator did not start")
+	}
+	return "", "", stop
+}
+
+// An aggregator restarted on the same data directory knows every node and
+// its history at once, from the Reports stream, before any agent reports
+// again. The restored history holds every reading the stream keeps, also
+// those that arrived in a burst between two snapshots and so were never
+// recorded live.
+func TestRestartRestoresNodesAndHistory(t *testing.T) {
+	t.Setenv("KUBECONFIG", "/nonexistent")
+	t.Setenv("HOME", t.TempDir())
+	dir := t.TempDir()
+	base, natsURL, stop := startServe(t, "--data-dir", dir)
+
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := time.Now().UTC().Add(-10 * time.Second).Truncate(time.Second)
+	for _, node := range []string{"a", "b.example.internal"} {
+		pub, err := publish.Connect(config.NATSConfig{URL: natsURL, SubjectPrefix: wire.DefaultPrefix, BufferSize: 10}, node, logger, nil)
+		require.NoError(t, err)
+		for i := range 5 {
+			require.NoError(t, pub.PublishReport(&model.NodeReport{
+				NodeName: node, Timestamp: start.Add(time.Duration(i) * time.Second), IntervalSeconds: 1,
+				Node: model.NodeMetrics{NodeName: node, CPUCapacity: 8000, CPUUsage: int64(1000 + i), MemoryCapacity: 1 << 30},
+			}))
+		}
+		require.NoError(t, pub.Close(5*time.Second))
+	}
+	type point struct {
+		Timestamp time.Time `json:"timestamp"`
+		CPUUsage  int64     `json:"cpuUsage"`
+	}
+	var before struct {
+		Items []point `json:"items"`
+	}
+	last := start.Add(4 * time.Second)
+	require.Eventually(t, func() bool {
+		before.Items = nil
+		return getJSON(t, base+"/api/v1/metrics/nodes/b.example.internal/history", &before) == http.StatusOK &&
+			len(before.Items) > 0 && before.Items[len(before.Items)-1].Timestamp.Equal(last)
+	}, 10*time.Second, 50*time.Millisecond)
+	stop()
+
+	base, _, _ = startServe(t, "--data-dir", dir)
+	var probe map[string]any
+	require.Eventually(t, func() bool { return getJSON(t, base+"/readyz", &probe) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
+	// Ready means restored: no agent has reported since the restart.
+	var after struct {
+		Items []point `json:"items"`
+	}
+	require.Equal(t, http.StatusOK, getJSON(t, base+"/api/v1/metrics/nodes/b.example.internal/history", &after))
+	require.Len(t, after.Items, 5, "every reading of the window")
+	for i, p := range after.Items {
+		assert.True(t, p.Timestamp.Equal(start.Add(time.Duration(i)*time.Second)), "reading %d at %s", i, p.Timestamp)
+		assert.Equal(t, int64(1000+i), p.CPUUsage)
+	}
+	for _, p := range before.Items {
+		assert.Contains(t, after.Items, point{Timestamp: p.Timestamp, CPUUsage: p.CPUUsage}, "nothing recorded before is lost")
+	}
+	var cluster model.ClusterMetrics
+	require.Equal(t, http.StatusOK, getJSON(t, base+"/api/v1/metrics/cluster", &cluster))
+	assert.Equal(t, 2, cluster.TotalNodes)
+}
