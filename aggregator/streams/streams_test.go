@@ -76,6 +76,7 @@ func TestEnsureCreatesBoundedStreams(t *testing.T) {
 	assert.Equal(t, jetstream.DiscardOld, r.Discard)
 	assert.Equal(t, DedupWindow, r.Duplicates)
 	assert.Equal(t, jetstream.FileStorage, r.Storage)
+	assert.Equal(t, jetstream.S2Compression, r.Compression)
 
 	e := res.Events.Config
 	assert.Equal(t, "K8SMON_EVENTS", e.Name)
