@@ -14,12 +14,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
@@ -27,8 +30,10 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/ingest"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/manager"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/mcp"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natslink"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsserver"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/openapi"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/streams"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
@@ -46,9 +51,11 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics. NATS: embedded on --nats-listen unless
---nats-url names an existing server. Without a reachable cluster it runs
-standalone (agents only).
+/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+NATS: embedded on --nats-listen unless --nats-url names an existing server.
+Without a configured cluster (no in-cluster service account, no kubeconfig)
+it runs standalone (agents only); a configured API server that does not
+answer is waited for.
 
 Usage:
   aggregator                                 embedded NATS, in-cluster or ~/.kube/config
@@ -58,6 +65,18 @@ Usage:
 	Validate: (*config.Config).ValidateAggregator,
 }
 
+// Shutdown bounds.
+const (
+	// httpShutdownTimeout is how long requests in flight may take to
+	// finish once the listener is closed.
+	httpShutdownTimeout = 5 * time.Second
+	// drainTimeout bounds the NATS drain: handling the messages already
+	// received and flushing the last published events.
+	drainTimeout = 5 * time.Second
+	// streamsTimeout bounds one attempt at creating the streams.
+	streamsTimeout = 10 * time.Second
+)
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg, logger, code, ok := command.Parse(args, stdout, stderr)
 	if !ok {
@@ -65,175 +84,170 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, logger, nil); err != nil {
+	// The listener comes first, so that probes answer from the start
+	// however long NATS, the API server or the informers take.
+	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
+	if err != nil {
+		logger.Error("aggregator not started", "error", fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err))
+		return 1
+	}
+	if err := serve(ctx, cfg, logger, ln, nil); err != nil {
 		logger.Error("aggregator stopped", "error", err)
 		return 1
 	}
 	return 0
 }
 
-// serve runs the aggregator until ctx ends. ready, when not nil, receives
-// the HTTP and NATS addresses once both listen (tests use it).
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- [2]string) error {
+// serve runs the aggregator on ln until ctx ends or one of its servers
+// fails, then stops it in order. It returns nil after a stop asked for by
+// ctx, and what failed otherwise. ready, when not nil, receives the HTTP
+// and NATS addresses once everything is started (tests use it).
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ln net.Listener, ready chan<- [2]string) error {
 	logger.Info("aggregator starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval)
-	id, _ := os.Hostname()
-	if id == "" {
-		id = "aggregator"
-	}
-
-	// NATS: embedded unless an external URL is configured.
-	var embedded *natsserver.Server
-	natsURL := cfg.NATS.URL
-	opts := cfg.NATS.NATSOptions("k8smon-aggregator " + id)
-	if natsURL == "" {
-		dataDir, cleanup, err := jetStreamDir(cfg.Aggregator.DataDir, logger)
-		if err != nil {
-			return err
+	// Shutdown closes it once it is served; this covers a failed start.
+	defer ln.Close() //nolint:errcheck // a second close only says it is closed
+	g, gctx := errgroup.WithContext(ctx)
+	runCtx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	a := &aggregator{cfg: cfg, logger: logger, id: hostID()}
+	err := a.start(runCtx, g, ln)
+	if err == nil {
+		if ready != nil {
+			ready <- [2]string{ln.Addr().String(), a.natsURL}
 		}
-		defer cleanup()
-		srv, err := natsserver.Start(cfg.NATS, logger, natsserver.JetStream(dataDir))
-		if err != nil {
-			return err
-		}
-		defer srv.Shutdown()
-		embedded, natsURL = srv, srv.ClientURL()
-		opts = append(opts, srv.InProcessOption())
-		logger.Info("embedded NATS listening; point agents' --nats-url at this host", "listen", cfg.NATS.Listen, "url", natsURL)
+		<-runCtx.Done()
 	}
-	extra := prometheus.NewRegistry()
-	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	link, err := natslink.Connect(natsURL, opts, logger.With("component", "nats"), extra)
-	if err != nil {
-		return err
+	switch {
+	case err != nil:
+		// Returned below, and logged by run.
+	case ctx.Err() != nil:
+		logger.Info("aggregator stopping")
+	default:
+		logger.Error("a server failed; stopping", "error", context.Cause(gctx))
 	}
-	nc := link.Conn()
-	defer nc.Close()
-	streamCfg, err := ensureStreams(ctx, nc, cfg, logger.With("component", "streams"))
-	if err != nil {
-		return err
+	cancel()
+	a.stop()
+	if werr := g.Wait(); err == nil {
+		err = werr
 	}
+	return err
+}
 
-	// Kubernetes: optional; without it the aggregator runs on agents alone.
-	var clusterSrc manager.ClusterSource
-	cl, err := kube.Connect(cfg.Aggregator.Kubeconfig, logger.With("component", "kube"))
+// hostID names this aggregator as the sender of its cluster events.
+func hostID() string {
+	if id, _ := os.Hostname(); id != "" {
+		return id
+	}
+	return "aggregator"
+}
+
+// aggregator holds the running parts, so that stop can end them in order
+// whatever point start reached.
+type aggregator struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	id     string
+
+	httpSrv  *http.Server
+	embedded *natsserver.Server
+	// tmpStore is the embedded server's temporary JetStream store, removed
+	// at stop; "" with aggregator.data_dir set.
+	tmpStore string
+	natsURL  string
+	nc       *nats.Conn
+	ncClosed chan struct{}
+	link     *natslink.Link
+	streams  *streams.Result
+	ing      *ingest.Ingester
+	events   *clusterevents.Publisher
+	// startup is what start-up awaits, for /readyz, until ing is set.
+	startup  atomic.Pointer[string]
+	ingReady atomic.Pointer[ingest.Ingester]
+	mgr      *manager.Manager
+	mgrDone  chan struct{}
+	cluster  *kube.Cluster
+	vms      *vm.Watcher
+	// clusterDone is closed when startCluster has returned.
+	clusterDone chan struct{}
+}
+
+// start starts the parts in the order that keeps the process observable:
+// the HTTP API (probes answer at once; /readyz says what is awaited), NATS
+// and the agents' reports, the snapshot builds, and then, in the
+// background, the API server, the informers and the VM watcher, which may
+// take minutes. Long-running parts run in g, whose failure ends ctx.
+func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listener) error {
+	// Kubernetes: only the configuration here, which contacts nothing;
+	// without one the aggregator runs on agents alone.
+	cl, err := kube.Connect(a.cfg.Aggregator.Kubeconfig, a.logger.With("component", "kube"))
 	switch {
 	case errors.Is(err, kube.ErrStandalone):
-		logger.Warn("standalone mode: nodes and pods come from agents only", "reason", err)
+		a.logger.Warn("standalone mode: nodes and pods come from agents only", "reason", err)
 	case err != nil:
 		return err
 	default:
-		defer cl.Close()
-		if err := cl.Start(ctx, cfg.Metrics.Namespaces); err != nil && !errors.Is(err, kube.ErrNotSynced) {
-			return fmt.Errorf("start informers: %w", err)
-		} else if err != nil {
-			logger.Warn("informers not synced yet; serving what they have", "error", err)
-		}
-		clusterSrc = cl
+		a.cluster = cl
 	}
 
 	// Virtual machines: KubeVirt VMIs and custom VM resources, when served.
 	var vmSrc *vm.Source
-	if cl != nil && (cfg.VMs.KubeVirt || (cfg.Metrics.EnableCustom && len(cfg.VMs.Custom) > 0)) {
-		dyn, err := dynamic.NewForConfig(cl.RESTConfig())
+	if a.cluster != nil && (a.cfg.VMs.KubeVirt || (a.cfg.Metrics.EnableCustom && len(a.cfg.VMs.Custom) > 0)) {
+		dyn, err := dynamic.NewForConfig(a.cluster.RESTConfig())
 		if err != nil {
 			return fmt.Errorf("create dynamic client for VM resources: %w", err)
 		}
-		w := vm.NewWatcher(dyn, cl.Client().Discovery(), cfg.VMs, cfg.Metrics.EnableCustom, logger.With("component", "vm"))
-		if err := w.Start(ctx); err != nil {
-			return fmt.Errorf("watch VM resources: %w", err)
-		}
-		vmSrc = vm.NewSource(w)
+		a.vms = vm.NewWatcher(dyn, a.cluster.Client().Discovery(), a.cfg.VMs, a.cfg.Metrics.EnableCustom, a.logger.With("component", "vm"))
+		vmSrc = vm.NewSource(a.vms)
 	}
 
-	history := state.NewHistory(cfg.Metrics.CacheRetention, cfg.Aggregator.HistoryPoints)
+	extra := prometheus.NewRegistry()
+	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	history := state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints)
 	store := state.NewStore(state.StoreOptions{
 		History:    history,
-		Standalone: clusterSrc == nil,
-		MaxAge:     3 * cfg.Metrics.CollectInterval,
+		Standalone: a.cluster == nil,
+		MaxAge:     3 * a.cfg.Metrics.CollectInterval,
 	})
-
-	// Reports and events from the streams; the replay of the Reports
-	// stream restores every node's latest report and the history window.
-	restoreOpts := state.RestoreOptions{History: history, StaleIntervals: cfg.Aggregator.StaleIntervals, Thresholds: cfg.Agent.Thresholds}
-	if clusterSrc != nil {
-		restoreOpts.Nodes, restoreOpts.Pods = clusterSrc.Nodes(), clusterSrc.Pods()
+	a.awaiting("connecting to NATS and creating the JetStream streams")
+	if err := a.startHTTP(g, ln, store, extra); err != nil {
+		return err
 	}
-	ing, err := ingest.New(ingest.Config{
-		Prefix:     cfg.NATS.SubjectPrefix,
-		Registerer: extra,
-		Logger:     logger.With("component", "ingest"),
-		OnEvent: func(e *model.Event) {
-			logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
-		},
-		OnRestore: state.NewRestorer(restoreOpts).Add,
-	})
+
+	if err := a.startNATS(ctx, g, extra); err != nil {
+		return err
+	}
+	if err := a.startStreams(ctx, extra); err != nil {
+		return err
+	}
+	if err := a.startIngest(extra, history); err != nil {
+		return err
+	}
+	a.startManager(ctx, g, store, vmSrc)
+	if a.cluster != nil {
+		a.clusterDone = make(chan struct{})
+		g.Go(func() error {
+			defer close(a.clusterDone)
+			return a.startCluster(ctx)
+		})
+	}
+	return nil
+}
+
+// startHTTP serves the API, /mcp and /openapi.json on ln. A Serve failure
+// fails g.
+func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) error {
+	querier := api.NewQuerier(store, a.cfg.Agent.Thresholds)
+	mcpSrv, err := mcp.New(mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")})
 	if err != nil {
 		return err
 	}
-	if err := ing.Start(nc); err != nil {
-		return fmt.Errorf("consume agent reports: %w", err)
-	}
-	defer ing.Close() //nolint:errcheck // best effort on the way out
-
-	// One replica publishes cluster events (a lease in a NATS KV bucket).
-	events, err := clusterevents.New(ctx, clusterevents.Options{
-		Conn: nc, Prefix: cfg.NATS.SubjectPrefix, ID: id, Replicas: streamCfg.Replicas,
-		Registerer: extra, Logger: logger.With("component", "cluster-events"),
-	})
-	if err != nil {
-		return err
-	}
-	events.Start()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := events.Close(cctx); err != nil {
-			logger.Warn("release the cluster event lease", "error", err)
-		}
-	}()
-
-	mopts := manager.Options{
-		Interval:       cfg.Metrics.CollectInterval,
-		StaleIntervals: cfg.Aggregator.StaleIntervals,
-		ForgetAfter:    max(cfg.Metrics.CacheRetention, time.Duration(cfg.Aggregator.StaleIntervals+1)*cfg.Metrics.CollectInterval),
-		// The agents' thresholds (agent.thresholds, same config file) also
-		// decide pressure in the snapshot, so both sides agree.
-		Thresholds:    cfg.Agent.Thresholds,
-		Reports:       ing,
-		Cluster:       clusterSrc,
-		MetricsServer: cfg.Aggregator.MetricsServer,
-		Store:         store,
-		Logger:        logger.With("component", "manager"),
-		OnEvents: func(evs []model.Event) {
-			for i := range evs {
-				e := &evs[i]
-				logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
-			}
-			events.Publish(evs)
-		},
-	}
-	if vmSrc != nil {
-		mopts.VMs = vmSrc
-	}
-	mgr := manager.New(mopts)
-	mgrDone := make(chan error, 1)
-	go func() {
-		// Snapshots wait for the restore: the first one then holds every
-		// node, and its history the whole window.
-		select {
-		case <-ing.Restored():
-		case <-ctx.Done():
-			mgrDone <- nil
-			return
-		}
-		mgrDone <- mgr.Start(ctx)
-	}()
-
-	handler := api.New(readiness{Store: store, ing: ing, link: link}, api.Options{
-		Logger:        logger.With("component", "api"),
-		ObjectMetrics: cfg.Aggregator.ObjectMetrics,
-		Thresholds:    cfg.Agent.Thresholds,
+	handler := api.New(readiness{Store: store, a: a}, api.Options{
+		Logger:        a.logger.With("component", "api"),
+		ObjectMetrics: a.cfg.Aggregator.ObjectMetrics,
+		Thresholds:    a.cfg.Agent.Thresholds,
 		Gatherer:      extra,
+		Querier:       querier,
+		Collectors:    mcpSrv.Collectors(),
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
 				if s := store.Snapshot(); s != nil {
@@ -241,56 +255,197 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 				}
 				return nil
 			})
+			mcpSrv.RegisterRoutes(mux)
+			openapi.RegisterRoutes(mux)
 		},
 	})
-	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s for the HTTP API (aggregator.http_addr): %w", cfg.Aggregator.HTTPAddr, err)
-	}
-	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("HTTP server", "error", err)
+	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("HTTP API server on %s: %w", ln.Addr(), err)
 		}
-	}()
-	logger.Info("serving the HTTP API", "url", "http://"+localURL(ln.Addr()))
-	if ready != nil {
-		natsAddr := ""
-		if embedded != nil {
-			natsAddr = embedded.ClientURL()
-		}
-		ready <- [2]string{ln.Addr().String(), natsAddr}
-	}
-
-	<-ctx.Done()
-	logger.Info("aggregator stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = httpSrv.Shutdown(sctx)
-	_ = mgr.Stop()
-	<-mgrDone
-	if err := nc.Drain(); err != nil {
-		logger.Warn("drain NATS", "error", err)
-	}
+		return nil
+	})
+	a.logger.Info("serving the HTTP API", "url", "http://"+localURL(ln.Addr()))
 	return nil
 }
 
-// readiness adds the restore and NATS's reachability to the store's own
-// readiness: not ready while the Reports stream is replayed; ready but
-// degraded, still serving, while NATS is unreachable.
+// startNATS starts the embedded NATS server, with JetStream in
+// aggregator.data_dir, unless an external URL is configured, and connects
+// to it. Losing either for good fails g; an outage of an external NATS is
+// logged, counted and reported by /readyz (natslink).
+func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group, extra *prometheus.Registry) error {
+	a.natsURL = a.cfg.NATS.URL
+	opts := a.cfg.NATS.NATSOptions("k8smon-aggregator " + a.id)
+	if a.natsURL == "" {
+		dir, err := a.jetStreamDir()
+		if err != nil {
+			return err
+		}
+		srv, err := natsserver.Start(a.cfg.NATS, a.logger, natsserver.JetStream(dir))
+		if err != nil {
+			return err
+		}
+		a.embedded, a.natsURL = srv, srv.ClientURL()
+		opts = append(opts, srv.InProcessOption())
+		a.logger.Info("embedded NATS listening; point agents' --nats-url at this host", "listen", a.cfg.NATS.Listen, "url", a.natsURL)
+	}
+	closed := make(chan struct{})
+	var once sync.Once
+	opts = append(opts,
+		nats.DrainTimeout(drainTimeout),
+		nats.ClosedHandler(func(*nats.Conn) { once.Do(func() { close(closed) }) }),
+	)
+	link, err := natslink.Connect(a.natsURL, opts, a.logger.With("component", "nats"), extra)
+	if err != nil {
+		return err
+	}
+	a.link, a.nc, a.ncClosed = link, link.Conn(), closed
+	g.Go(func() error { return a.watchNATS(ctx) })
+	return nil
+}
+
+// jetStreamDir returns the embedded server's store: aggregator.data_dir,
+// or a temporary directory that stop removes.
+func (a *aggregator) jetStreamDir() (string, error) {
+	if dir := a.cfg.Aggregator.DataDir; dir != "" {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp("", "k8smon-jetstream-")
+	if err != nil {
+		return "", fmt.Errorf("create a temporary JetStream store (set aggregator.data_dir): %w", err)
+	}
+	a.tmpStore = tmp
+	a.logger.Warn("no aggregator.data_dir: reports and history are kept in a temporary directory and lost at exit; set --data-dir to keep them across restarts", "dir", tmp)
+	return tmp, nil
+}
+
+// startStreams creates or updates the Reports and Events streams,
+// retrying while NATS is unreachable; a server without JetStream, an
+// account without the rights or a conflicting stream is a configuration to
+// fix and fails the start. Then it opens the cluster event publisher.
+func (a *aggregator) startStreams(ctx context.Context, extra *prometheus.Registry) error {
+	logger := a.logger.With("component", "streams")
+	c := streams.FromConfig(a.cfg)
+	wait := 500 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, streamsTimeout)
+		res, err := streams.Ensure(actx, a.nc, c, logger)
+		cancel()
+		if err == nil {
+			a.streams = res
+			break
+		}
+		if errors.Is(err, streams.ErrNoJetStream) || errors.Is(err, streams.ErrPermission) || errors.Is(err, streams.ErrConflict) {
+			return err
+		}
+		logger.Warn("cannot create the JetStream streams yet; retrying", "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create the JetStream streams: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+	events, err := clusterevents.New(ctx, clusterevents.Options{
+		Conn: a.nc, Prefix: a.cfg.NATS.SubjectPrefix, ID: a.id, Replicas: a.streams.Replicas,
+		Registerer: extra, Logger: a.logger.With("component", "cluster-events"),
+	})
+	if err != nil {
+		return err
+	}
+	events.Start()
+	a.events = events
+	return nil
+}
+
+// watchNATS fails when the embedded server stops or the connection closes
+// while the aggregator is meant to run: without NATS it would serve ever
+// older data.
+func (a *aggregator) watchNATS(ctx context.Context) error {
+	var serverDone <-chan struct{}
+	if a.embedded != nil {
+		serverDone = a.embedded.Done()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-serverDone:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("embedded NATS server stopped")
+	case <-a.ncClosed:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("NATS connection to %s closed", a.natsURL)
+	}
+}
+
+// startIngest consumes the agents' reports and events. Replaying the
+// Reports stream restores every node's latest report and, through a
+// Restorer, the history window; the restored readings are the reports'
+// own, merged with no Kubernetes object (the informers list later, and
+// hold no past anyway).
+func (a *aggregator) startIngest(extra *prometheus.Registry, history *state.History) error {
+	restorer := state.NewRestorer(state.RestoreOptions{
+		History: history, StaleIntervals: a.cfg.Aggregator.StaleIntervals, Thresholds: a.cfg.Agent.Thresholds,
+	})
+	ing, err := ingest.New(ingest.Config{
+		Prefix:     a.cfg.NATS.SubjectPrefix,
+		Registerer: extra,
+		Logger:     a.logger.With("component", "ingest"),
+		OnEvent: func(e *model.Event) {
+			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+		},
+		OnRestore: restorer.Add,
+	})
+	if err != nil {
+		return err
+	}
+	if err := ing.Start(a.nc); err != nil {
+		return fmt.Errorf("consume agent reports: %w", err)
+	}
+	a.ing = ing
+	a.ingReady.Store(ing)
+	return nil
+}
+
+// restored waits until the Reports stream has been replayed; false when
+// ctx ended first.
+func (a *aggregator) restored(ctx context.Context) bool {
+	select {
+	case <-a.ing.Restored():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// awaiting records what start-up waits for, which /readyz says.
+func (a *aggregator) awaiting(what string) { a.startup.Store(&what) }
+
+// readiness adds start-up and NATS's reachability to the store's own
+// readiness: not ready until the streams exist and the Reports stream has
+// been replayed; ready but degraded, still serving, while NATS is
+// unreachable.
 type readiness struct {
 	*state.Store
-	ing  *ingest.Ingester
-	link *natslink.Link
+	a *aggregator
 }
 
 // Ready implements api.Provider.
 func (r readiness) Ready() (bool, string) {
-	if restoring, why := r.ing.Restoring(); restoring {
+	ing := r.a.ingReady.Load()
+	if ing == nil {
+		return false, *r.a.startup.Load()
+	}
+	if restoring, why := ing.Restoring(); restoring {
 		return false, why
 	}
 	ok, why := r.Store.Ready()
-	if degraded := r.link.Degraded(); ok && degraded != "" {
+	if degraded := r.a.link.Degraded(); ok && degraded != "" {
 		if why != "" {
 			degraded += "; " + why
 		}
@@ -299,45 +454,151 @@ func (r readiness) Ready() (bool, string) {
 	return ok, why
 }
 
-// jetStreamDir returns the embedded server's store: dir, or a temporary
-// directory removed by cleanup when dir is empty.
-func jetStreamDir(dir string, logger *slog.Logger) (string, func(), error) {
-	if dir != "" {
-		return dir, func() {}, nil
+// startManager builds snapshots in g, from the end of the restore until
+// ctx ends or stop stops it: the first snapshot then holds every node.
+func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store *state.Store, vmSrc *vm.Source) {
+	mopts := manager.Options{
+		Interval:       a.cfg.Metrics.CollectInterval,
+		StaleIntervals: a.cfg.Aggregator.StaleIntervals,
+		ForgetAfter:    max(a.cfg.Metrics.CacheRetention, time.Duration(a.cfg.Aggregator.StaleIntervals+1)*a.cfg.Metrics.CollectInterval),
+		// The agents' thresholds (agent.thresholds, same config file) also
+		// decide pressure in the snapshot, so both sides agree.
+		Thresholds:    a.cfg.Agent.Thresholds,
+		Reports:       a.ing,
+		MetricsServer: a.cfg.Aggregator.MetricsServer,
+		Store:         store,
+		Logger:        a.logger.With("component", "manager"),
+		OnEvents:      a.publishEvents,
 	}
-	tmp, err := os.MkdirTemp("", "k8smon-jetstream-")
-	if err != nil {
-		return "", nil, fmt.Errorf("create a temporary JetStream store (set aggregator.data_dir): %w", err)
+	// Typed nils would read as present sources.
+	if a.cluster != nil {
+		mopts.Cluster = a.cluster
 	}
-	logger.Warn("no aggregator.data_dir: reports and history are kept in a temporary directory and lost at exit; set --data-dir to keep them across restarts", "dir", tmp)
-	return tmp, func() { _ = os.RemoveAll(tmp) }, nil
+	if vmSrc != nil {
+		mopts.VMs = vmSrc
+	}
+	a.mgr = manager.New(mopts)
+	a.mgrDone = make(chan struct{})
+	g.Go(func() error {
+		defer close(a.mgrDone)
+		if !a.restored(ctx) {
+			return nil
+		}
+		// ErrStopped: stop came first, which is no failure.
+		if err := a.mgr.Start(ctx); err != nil && !errors.Is(err, manager.ErrStopped) {
+			return fmt.Errorf("build snapshots: %w", err)
+		}
+		return nil
+	})
 }
 
-// ensureStreams creates or updates the streams, retrying while NATS is
-// unreachable; a server without JetStream, an account without the rights
-// or a conflicting stream is a configuration to fix and ends the start.
-func ensureStreams(ctx context.Context, nc *nats.Conn, cfg *config.Config, logger *slog.Logger) (*streams.Result, error) {
-	c := streams.FromConfig(cfg)
-	wait := 500 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := streams.Ensure(actx, nc, c, logger)
+// publishEvents logs each cluster event and hands them to the publisher,
+// which sends them when this replica holds the lease.
+func (a *aggregator) publishEvents(events []model.Event) {
+	for i := range events {
+		e := &events[i]
+		a.logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
+	}
+	a.events.Publish(events)
+}
+
+// startCluster waits for the API server and the informers' first lists,
+// builds a snapshot at once so that readiness does not wait for the next
+// tick, and then starts the VM watcher. Meanwhile the snapshots hold what
+// the agents report and /readyz says which step is awaited.
+func (a *aggregator) startCluster(ctx context.Context) error {
+	err := a.cluster.Start(ctx, a.cfg.Metrics.Namespaces)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, kube.ErrNotSynced):
+		a.logger.Warn("informers not synced yet; not ready until they are", "error", err)
+	case err != nil:
+		return fmt.Errorf("start informers: %w", err)
+	case !a.restored(ctx):
+		return nil
+	default:
+		if err := a.mgr.Collect(ctx); err != nil && ctx.Err() == nil {
+			a.logger.Warn("collect", "error", err)
+		}
+	}
+	if a.vms != nil {
+		if err := a.vms.Start(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("watch VM resources: %w", err)
+		}
+	}
+	return nil
+}
+
+// stop ends what start started, in order: new HTTP requests refused and
+// those in flight finished; snapshot builds stopped, so no cluster event is
+// published after the drain; NATS drained, so that agents' messages already
+// received are handled and the last events reach the server; the VM and
+// Kubernetes informers stopped; the embedded NATS server shut down last,
+// once no client of it is left.
+func (a *aggregator) stop() {
+	if a.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			a.logger.Warn("HTTP requests cut short at shutdown", "error", err)
+			_ = a.httpSrv.Close()
+		}
 		cancel()
-		switch {
-		case err == nil:
-			return res, nil
-		case errors.Is(err, streams.ErrNoJetStream), errors.Is(err, streams.ErrPermission), errors.Is(err, streams.ErrConflict):
-			return nil, err
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("create the JetStream streams: %w", ctx.Err())
+		a.logger.Info("HTTP API stopped")
+	}
+	if a.mgrDone != nil {
+		_ = a.mgr.Stop()
+		<-a.mgrDone
+		a.logger.Info("snapshot builds stopped")
+	}
+	if a.events != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		if err := a.events.Close(ctx); err != nil {
+			a.logger.Warn("release the cluster event lease", "error", err)
 		}
-		logger.Warn("cannot create the JetStream streams yet; retrying", "error", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("create the JetStream streams: %w", ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
+		cancel()
+	}
+	if a.nc != nil {
+		a.drainNATS()
+	}
+	if a.ing != nil {
+		_ = a.ing.Close() // after the drain, which already unsubscribed
+	}
+	if a.clusterDone != nil {
+		<-a.clusterDone // its ctx has ended; no watcher starts after this
+	}
+	if a.vms != nil {
+		a.vms.Close()
+	}
+	if a.cluster != nil {
+		a.cluster.Close()
+		a.logger.Info("informers stopped")
+	}
+	if a.embedded != nil {
+		a.embedded.Shutdown()
+	}
+	if a.tmpStore != "" {
+		_ = os.RemoveAll(a.tmpStore)
+	}
+}
+
+// drainNATS drains the connection and waits until it is closed: Drain only
+// starts the drain. The client gives up after drainTimeout itself; the
+// wait has a bound of its own in case it does not.
+func (a *aggregator) drainNATS() {
+	if err := a.nc.Drain(); err != nil {
+		a.logger.Warn("drain NATS", "error", err)
+		a.nc.Close()
+		return
+	}
+	t := time.NewTimer(drainTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-a.ncClosed:
+		a.logger.Info("NATS connection drained")
+	case <-t.C:
+		a.logger.Warn("NATS drain did not finish; closing the connection", "after", drainTimeout)
+		a.nc.Close()
 	}
 }
 

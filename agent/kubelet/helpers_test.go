@@ -61,6 +61,13 @@ func cpuPod(uid string, start, now int, podNs uint64, cstart int, ctrNs uint64) 
 	}
 }
 
+// withNanoCores sets the pod's and container "c"'s usageNanoCores.
+func withNanoCores(p statsv1alpha1.PodStats, pod, ctr uint64) statsv1alpha1.PodStats {
+	p.CPU.UsageNanoCores = u64(pod)
+	p.Containers[0].CPU.UsageNanoCores = u64(ctr)
+	return p
+}
+
 func summaryOf(pods ...statsv1alpha1.PodStats) *statsv1alpha1.Summary {
 	return &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: "worker-1"}, Pods: pods}
 }

@@ -23,13 +23,17 @@ type counter struct {
 // advance returns the counter's rate per second at a new reading.
 //
 // Between two readings the rate is the delta over the delta of their
-// timestamps. On a first reading, or after a reset (the value went down: the
-// container restarted, the pod's sandbox was recreated), there is no previous
-// reading, so the rate is the average since start: the counter started at 0
-// then. A reading no newer than the last one (the kubelet serves cached
-// stats between cAdvisor housekeeping runs) repeats the last rate and keeps
-// the old reading, so that the next delta spans the whole interval.
-func (c *counter) advance(value uint64, at, start time.Time) float64 {
+// timestamps. On a first reading (a new pod, or every pod after the agent
+// restarts), or after a reset (the value went down: the container
+// restarted, the pod's sandbox was recreated), there is no previous reading.
+// The rate is then instant, the source's own recent rate where it has one
+// (the kubelet's usageNanoCores), and only without it the average since
+// start (the counter started at 0 then): a lifetime average would show a
+// pod that was busy yesterday and idle now as busy. A reading no newer than
+// the last one (the kubelet serves cached stats between cAdvisor
+// housekeeping runs) repeats the last rate and keeps the old reading, so
+// that the next delta spans the whole interval.
+func (c *counter) advance(value uint64, at, start time.Time, instant *uint64) float64 {
 	switch {
 	case c.ok && value >= c.value && at.After(c.at):
 		c.rate = finite(float64(value-c.value) / at.Sub(c.at).Seconds())
@@ -38,12 +42,30 @@ func (c *counter) advance(value uint64, at, start time.Time) float64 {
 		// Same or older reading: keep the last rate.
 	default:
 		c.rate = 0
-		if !start.IsZero() && at.After(start) {
+		switch {
+		case instant != nil:
+			c.rate = float64(*instant)
+		case !start.IsZero() && at.After(start):
 			c.rate = finite(float64(value) / at.Sub(start).Seconds())
 		}
 		c.value, c.at, c.ok = value, at, true
 	}
 	return c.rate
+}
+
+// cpuMillicores reads a CPU block into millicores, advancing c when the
+// block has the cumulative counter and taking the kubelet's usageNanoCores
+// as it is when the block has nothing else.
+func cpuMillicores(c *counter, cpu *statsv1alpha1.CPUStats, start time.Time) int64 {
+	switch {
+	case cpu == nil:
+		return 0
+	case cpu.UsageCoreNanoSeconds != nil:
+		return millicores(c.advance(*cpu.UsageCoreNanoSeconds, cpu.Time.Time, start, cpu.UsageNanoCores))
+	case cpu.UsageNanoCores != nil:
+		return millicores(float64(*cpu.UsageNanoCores))
+	}
+	return 0
 }
 
 // seenCounter is a counter that is pruned when a scrape no longer shows it.
@@ -128,9 +150,7 @@ func (m *mapper) pod(p *statsv1alpha1.PodStats) model.PodStats {
 		UID:       p.PodRef.UID,
 		StartTime: start.UTC(),
 	}
-	if p.CPU != nil && p.CPU.UsageCoreNanoSeconds != nil {
-		out.CPUUsage = millicores(st.cpu.advance(*p.CPU.UsageCoreNanoSeconds, p.CPU.Time.Time, start))
-	}
+	out.CPUUsage = cpuMillicores(&st.cpu, p.CPU, start)
 	if p.Memory != nil {
 		out.MemoryWorkingSet = toInt64(p.Memory.WorkingSetBytes)
 	}
@@ -175,18 +195,18 @@ func (m *mapper) pod(p *statsv1alpha1.PodStats) model.PodStats {
 // the pod's total.
 func (m *mapper) iface(st *podState, in *statsv1alpha1.InterfaceStats, at, start time.Time) (rx, tx float64) {
 	if in.RxBytes != nil {
-		rx = seen(st.rx, in.Name, m.gen).advance(*in.RxBytes, at, start)
+		rx = seen(st.rx, in.Name, m.gen).advance(*in.RxBytes, at, start, nil)
 	}
 	if in.TxBytes != nil {
-		tx = seen(st.tx, in.Name, m.gen).advance(*in.TxBytes, at, start)
+		tx = seen(st.tx, in.Name, m.gen).advance(*in.TxBytes, at, start, nil)
 	}
 	return rx, tx
 }
 
 func (m *mapper) container(st *podState, c *statsv1alpha1.ContainerStats) model.ContainerStats {
 	out := model.ContainerStats{Name: c.Name}
-	if c.CPU != nil && c.CPU.UsageCoreNanoSeconds != nil {
-		out.CPUUsage = millicores(seen(st.containers, c.Name, m.gen).advance(*c.CPU.UsageCoreNanoSeconds, c.CPU.Time.Time, c.StartTime.Time))
+	if c.CPU != nil {
+		out.CPUUsage = cpuMillicores(&seen(st.containers, c.Name, m.gen).counter, c.CPU, c.StartTime.Time)
 	}
 	if c.Memory != nil {
 		out.MemoryWorkingSet = toInt64(c.Memory.WorkingSetBytes)

@@ -55,32 +55,35 @@ func checkRates(t *testing.T, want map[string]podRates, stats *model.KubeletStat
 }
 
 // TestMapFixtureScrapes checks the rates of the two recorded scrapes by
-// hand. Timestamps come from each "cpu"/"network" block's "time"; the
-// kubelet's usageNanoCores is deliberately inconsistent with the counters
-// (the VM pod says 1105m in the second scrape), so that using it would fail.
+// hand. Timestamps come from each "cpu"/"network" block's "time". A first
+// sighting takes the kubelet's usageNanoCores; after it, CPU comes from
+// counter deltas, and the fixtures' usageNanoCores is deliberately
+// inconsistent with them (the VM pod says 1105m in the second scrape), so
+// that using it then would fail.
 func TestMapFixtureScrapes(t *testing.T) {
 	m := newMapper()
 
-	// First scrape: every pod is new, so rate = counter / (time - startTime).
+	// First scrape: every pod is new. CPU is usageNanoCores (rounded to the
+	// millicore), as it would be after an agent restart, not the average
+	// since start; network has no such reading, so rate = counter / (time -
+	// startTime).
 	first := m.Map(decodeFixture(t, fixture1))
 	checkRates(t, map[string]podRates{
-		// pod: 1845e9 ns / (03-10 08:00:04 - 03-09 06:22:34 = 92250 s) = 20e6 ns/s = 20m
-		// kube-proxy: 1844.96e9 ns / (08:00:04 - 06:22:36 = 92248 s) = 20m
+		// pod: 2934117 ns/s = 3m; kube-proxy: 2911442 = 3m (the lifetime
+		// averages would be 20m and 20m).
 		// host network: no network block, so no rates.
-		"kube-system/kube-proxy-x7k2p": {cpu: 20, containers: map[string]int64{"kube-proxy": 20}},
-		// pod: 540e9 / (08:00:05 - 07:30:05 = 1800 s) = 300m
-		// web: 449.5e9 / 1798 s = 250m; log-shipper: 89.9e9 / 1798 s = 50m
-		// rx: 1.2e9 / 1800 s = 666666.67 B/s; tx: 0.8e9 / 1800 s = 444444.44 B/s
-		"shop/web-7d9f8b6c5-q4xzt": {cpu: 300, containers: map[string]int64{"web": 250, "log-shipper": 50},
+		"kube-system/kube-proxy-x7k2p": {cpu: 3, containers: map[string]int64{"kube-proxy": 3}},
+		// pod: 279885465 = 280m; web: 231772905 = 232m; log-shipper: 48112560 = 48m
+		// rx: 1.2e9 / (08:00:05 - 07:30:05 = 1800 s) = 666666.67 B/s; tx: 0.8e9 / 1800 s = 444444.44 B/s
+		"shop/web-7d9f8b6c5-q4xzt": {cpu: 280, containers: map[string]int64{"web": 232, "log-shipper": 48},
 			rx: 1.2e9 / 1800, tx: 0.8e9 / 1800},
-		// pod: 10803e9 / (08:00:02 - 06:00:00 = 7202 s) = 1500m
-		// compute: 10725.02e9 / 7198 s = 1490m; guest-console-log: 71.98e9 / 7198 s = 10m
-		// rx: (9e9 eth0 + 1.803e9 net1) / 7202 s = 1.5e6; tx: (3e9 + 0.601e9) / 7202 s = 0.5e6
-		"vms/virt-launcher-testvm-abcde": {cpu: 1500, containers: map[string]int64{"compute": 1490, "guest-console-log": 10},
+		// pod: 1097138115 = 1097m; compute: 1087265103 = 1087m; guest-console-log: 9873012 = 10m
+		// rx: (9e9 eth0 + 1.803e9 net1) / (08:00:02 - 06:00:00 = 7202 s) = 1.5e6; tx: (3e9 + 0.601e9) / 7202 s = 0.5e6
+		"vms/virt-launcher-testvm-abcde": {cpu: 1097, containers: map[string]int64{"compute": 1087, "guest-console-log": 10},
 			rx: 1.5e6, tx: 0.5e6},
-		// pod: 29.7e9 / (08:00:03 - 07:59:30 = 33 s) = 900m; report: 28.8e9 / 32 s = 900m
-		// rx: 3.3e6 / 33 s = 1e5; tx: 0.66e6 / 33 s = 2e4
-		"batch/report-29012345-kd8sd": {cpu: 900, containers: map[string]int64{"report": 900}, rx: 1e5, tx: 2e4},
+		// pod: 901336225 = 901m; report: 884120551 = 884m
+		// rx: 3.3e6 / (08:00:03 - 07:59:30 = 33 s) = 1e5; tx: 0.66e6 / 33 s = 2e4
+		"batch/report-29012345-kd8sd": {cpu: 901, containers: map[string]int64{"report": 884}, rx: 1e5, tx: 2e4},
 	}, first)
 
 	// Second scrape: deltas against the first, except the new pod.
@@ -93,7 +96,9 @@ func TestMapFixtureScrapes(t *testing.T) {
 		// web: 3e9 / 15 s = 200m; log-shipper: 0.75e9 / 15 s = 50m
 		// rx: 1.5e6 / 15 s = 1e5; tx: 0.75e6 / 15 s = 5e4
 		"shop/web-7d9f8b6c5-q4xzt": {cpu: 250, containers: map[string]int64{"web": 200, "log-shipper": 50}, rx: 1e5, tx: 5e4},
-		// New pod, first sighting: 4.2e9 / (08:00:20 - 08:00:10 = 10 s) = 420m
+		// New pod, first sighting, and too new for the kubelet to have
+		// usageNanoCores (it needs two samples): the average since start,
+		// 4.2e9 / (08:00:20 - 08:00:10 = 10 s) = 420m
 		// web: 3.2e9 / (08:00:20 - 08:00:12 = 8 s) = 400m; log-shipper: 0.16e9 / 8 s = 20m
 		// rx: 2e6 / 10 s = 2e5; tx: 0.5e6 / 10 s = 5e4
 		"shop/web-7d9f8b6c5-n8wq2": {cpu: 420, containers: map[string]int64{"web": 400, "log-shipper": 20}, rx: 2e5, tx: 5e4},
@@ -245,6 +250,41 @@ func TestMapCounterEdgeCases(t *testing.T) {
 				cpuPod("a", 0, 130, 56e9, 20, 43e9),
 			},
 			wantPodAt1: 500, wantCtr1: 500, wantPod: 200, wantCtr: 100,
+		},
+		{
+			name: "first reading after an agent restart uses usageNanoCores",
+			// Busy earlier, idle now: the lifetime averages would be 500m and
+			// 500m; the kubelet's instantaneous readings are 12m and 10m.
+			scrapes:    []statsv1alpha1.PodStats{withNanoCores(cpuPod("a", 0, 100, 50e9, 20, 40e9), 12e6, 10e6)},
+			wantPodAt1: 12, wantCtr1: 10, wantPod: 12, wantCtr: 10,
+		},
+		{
+			name: "deltas after the first reading, not usageNanoCores",
+			// (53e9 - 50e9) / 15 s = 200m; c: (41.5e9 - 40e9) / 15 s = 100m
+			scrapes: []statsv1alpha1.PodStats{
+				withNanoCores(cpuPod("a", 0, 100, 50e9, 20, 40e9), 12e6, 10e6),
+				withNanoCores(cpuPod("a", 0, 115, 53e9, 20, 41.5e9), 7e6, 5e6),
+			},
+			wantPodAt1: 12, wantCtr1: 10, wantPod: 200, wantCtr: 100,
+		},
+		{
+			name: "container restart uses usageNanoCores",
+			// c's counter went down: its usageNanoCores, 30m. The pod's
+			// counter kept counting: (56e9 - 50e9) / 15 s = 400m.
+			scrapes: []statsv1alpha1.PodStats{
+				cpuPod("a", 0, 100, 50e9, 20, 40e9),
+				withNanoCores(cpuPod("a", 0, 115, 56e9, 110, 2e9), 70e6, 30e6),
+			},
+			wantPodAt1: 500, wantCtr1: 500, wantPod: 400, wantCtr: 30,
+		},
+		{
+			name: "usageNanoCores without the counter",
+			scrapes: []statsv1alpha1.PodStats{func() statsv1alpha1.PodStats {
+				p := withNanoCores(cpuPod("a", 0, 100, 0, 20, 0), 250e6, 240e6)
+				p.CPU.UsageCoreNanoSeconds, p.Containers[0].CPU.UsageCoreNanoSeconds = nil, nil
+				return p
+			}()},
+			wantPodAt1: 250, wantCtr1: 240, wantPod: 250, wantCtr: 240,
 		},
 		{
 			name: "no start time and no previous reading gives 0",

@@ -10,8 +10,6 @@ package api
 import (
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -60,6 +58,11 @@ type Options struct {
 	// Extra registers further routes, such as /api/vms, on the same mux.
 	// They get the same panic recovery and request metrics.
 	Extra func(mux *http.ServeMux)
+	// Querier, when set, answers the node and pod lists, so that another
+	// front end (the MCP server) sharing it shares the per-snapshot index.
+	// It must read the same provider. Nil: the handler makes its own with
+	// Thresholds.
+	Querier *Querier
 }
 
 // Routes, as registered; the route label of the request metrics.
@@ -77,17 +80,19 @@ const (
 	RouteMetrics     = "/metrics"
 )
 
+// Routes returns the patterns New registers itself, GET only; Extra
+// registers more. The OpenAPI document is tested against them.
+func Routes() []string {
+	return []string{RouteCluster, RouteNodes, RouteNode, RouteNodeHistory, RoutePods, RoutePod, RoutePodHistory,
+		RouteSnapshot, RouteHealthz, RouteReadyz, RouteMetrics}
+}
+
 // server holds the handler's state.
 type server struct {
-	p          Provider
-	log        *slog.Logger
-	thresholds model.Thresholds
-	metrics    *selfMetrics
-
-	// idx caches the lookup structures of the latest snapshot; idxMu
-	// makes concurrent first requests build them once.
-	idx   atomic.Pointer[index]
-	idxMu sync.Mutex
+	p       Provider
+	log     *slog.Logger
+	q       *Querier
+	metrics *selfMetrics
 }
 
 // New returns the aggregator's HTTP handler.
@@ -96,11 +101,11 @@ func New(p Provider, opts Options) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{
-		p:          p,
-		log:        log,
-		thresholds: state.ResolveThresholds(opts.Thresholds),
+	q := opts.Querier
+	if q == nil {
+		q = NewQuerier(p, opts.Thresholds)
 	}
+	s := &server{p: p, log: log, q: q}
 	reg := prometheus.NewRegistry()
 	s.metrics = newSelfMetrics(reg)
 	reg.MustRegister(newSnapshotCollector(p, opts.ObjectMetrics))
@@ -108,24 +113,21 @@ func New(p Provider, opts Options) http.Handler {
 		reg.MustRegister(c)
 	}
 
-	mux := http.NewServeMux()
-	// Patterns without a method: the handlers check it themselves so that
-	// a wrong method gets a JSON 405 like every other error.
-	mux.Handle(RouteCluster, s.get(s.cluster))
-	mux.Handle(RouteNodes, s.get(s.nodes))
-	mux.Handle(RouteNode, s.get(s.node))
-	mux.Handle(RouteNodeHistory, s.get(s.nodeHistory))
-	mux.Handle(RoutePods, s.get(s.pods))
-	mux.Handle(RoutePod, s.get(s.pod))
-	mux.Handle(RoutePodHistory, s.get(s.podHistory))
-	mux.Handle(RouteSnapshot, s.get(s.snapshot))
-	mux.Handle(RouteHealthz, s.get(s.healthz))
-	mux.Handle(RouteReadyz, s.get(s.readyz))
 	var gatherer prometheus.Gatherer = reg
 	if opts.Gatherer != nil {
 		gatherer = prometheus.Gatherers{reg, opts.Gatherer}
 	}
-	mux.Handle(RouteMetrics, s.get(metricsHandler(gatherer, log)))
+	handlers := map[string]handlerFunc{
+		RouteCluster: s.cluster, RouteNodes: s.nodes, RouteNode: s.node, RouteNodeHistory: s.nodeHistory,
+		RoutePods: s.pods, RoutePod: s.pod, RoutePodHistory: s.podHistory, RouteSnapshot: s.snapshot,
+		RouteHealthz: s.healthz, RouteReadyz: s.readyz, RouteMetrics: metricsHandler(gatherer, log),
+	}
+	mux := http.NewServeMux()
+	// Patterns without a method: the handlers check it themselves so that
+	// a wrong method gets a JSON 405 like every other error.
+	for _, route := range Routes() {
+		mux.Handle(route, s.get(handlers[route]))
+	}
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	}))

@@ -23,7 +23,7 @@ func (s *server) snapshot(w http.ResponseWriter, r *http.Request) error {
 	if err := noQuery(r.URL.RawQuery); err != nil {
 		return err
 	}
-	ix := s.current()
+	ix := s.q.current()
 	if ix == nil {
 		return errNoSnapshot
 	}

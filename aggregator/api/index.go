@@ -51,13 +51,19 @@ var hashSeed = maphash.MakeSeed()
 
 func hash32(s string) uint32 { return uint32(maphash.String(hashSeed, s)) }
 
+// newPodEntry's rates are the highest against a limit that applies (the
+// pod's where it bounds the whole pod, each container's against its own),
+// so that filters and sorts by rate find a container at its limit in a pod
+// that has no limit as a whole.
 func newPodEntry(key string, p *model.PodMetrics) podEntry {
+	cpuRate, cpuLimited := p.CPULimitRate()
+	memRate, memLimited := p.MemoryLimitRate()
 	return podEntry{
 		key: key, m: p,
-		cpu: float64(p.CPUUsage), mem: float64(p.MemoryUsage), cpuRate: p.CPUUsageRate, memRate: p.MemoryUsageRate,
+		cpu: float64(p.CPUUsage), mem: float64(p.MemoryUsage), cpuRate: cpuRate, memRate: memRate,
 		restarts: p.Restarts, nodeHash: hash32(p.NodeName), nameHash: hash32(p.PodName),
 		phase: phaseCode(p.Phase), known: p.UsageSource != "",
-		cpuLimited: p.CPULimit > 0, memLimited: p.MemoryLimit > 0,
+		cpuLimited: cpuLimited, memLimited: memLimited,
 	}
 }
 
@@ -108,26 +114,6 @@ func (ix *index) podsIn(namespace string) []podEntry {
 		return nil
 	}
 	return ix.pods[r[0]:r[1]]
-}
-
-// current returns the index of the provider's current snapshot, nil when
-// there is none yet.
-func (s *server) current() *index {
-	snap := s.p.Snapshot()
-	if snap == nil {
-		return nil
-	}
-	if ix := s.idx.Load(); ix != nil && ix.snap == snap {
-		return ix
-	}
-	s.idxMu.Lock()
-	defer s.idxMu.Unlock()
-	if ix := s.idx.Load(); ix != nil && ix.snap == snap {
-		return ix
-	}
-	ix := buildIndex(snap)
-	s.idx.Store(ix)
-	return ix
 }
 
 // topK keeps the k smallest items pushed, by cmp, in a bounded max-heap:

@@ -11,20 +11,10 @@ import (
 // nodes answers GET /api/v1/metrics/nodes: every node, in name order, or
 // filtered and sorted by the query (see parseNodeQuery).
 func (s *server) nodes(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseNodeQuery(r.URL.RawQuery)
+	items, total, err := s.q.selectNodes(r.URL.RawQuery, nil, 0)
 	if err != nil {
 		return err
 	}
-	ix := s.current()
-	if ix == nil {
-		return errNoSnapshot
-	}
-	var cmp func(a, b *nodeEntry) int
-	if q.sort != "" {
-		cmp = q.compare
-	}
-	keep := func(e *nodeEntry) bool { return q.matches(e.m, s.thresholds) }
-	items, total := selectItems(inOrder(ix.nodes, q.desc && q.sort == ""), keep, cmp, q.limit)
 	return streamList(w, total, len(items), func(i int) any { return items[i].m })
 }
 

@@ -11,27 +11,10 @@ import (
 // pods answers GET /api/v1/metrics/pods: every pod in namespace/name order,
 // or filtered and sorted by the query (see parsePodQuery).
 func (s *server) pods(w http.ResponseWriter, r *http.Request) error {
-	q, err := parsePodQuery(r.URL.RawQuery)
+	items, total, err := s.q.selectPods(r.URL.RawQuery, nil, 0)
 	if err != nil {
 		return err
 	}
-	ix := s.current()
-	if ix == nil {
-		return errNoSnapshot
-	}
-	// A namespace's pods are one range of the index; every other filter
-	// is a scan of the (contiguous, pointer-free) entries. Without a sort,
-	// the walk's order (key order, reversed for order=desc) is the answer's.
-	candidates := ix.pods
-	if q.namespace != "" {
-		candidates = ix.podsIn(q.namespace)
-	}
-	var cmp func(a, b *podEntry) int
-	if q.sort != "" {
-		cmp = q.compare
-	}
-	q.nodeHash, q.nameHash = hash32(q.node), hash32(q.name)
-	items, total := selectItems(inOrder(candidates, q.desc && q.sort == ""), q.matches, cmp, q.limit)
 	return streamList(w, total, len(items), func(i int) any { return items[i].m })
 }
 

@@ -47,9 +47,10 @@ type labelSelector struct {
 
 // listQuery is what node and pod lists share.
 type listQuery struct {
-	sort  string
-	desc  bool
-	limit int // 0: all
+	sort    string
+	desc    bool
+	ordered bool // order= given
+	limit   int  // 0: all
 }
 
 // nodeQuery is a parsed /api/v1/metrics/nodes query.
@@ -160,7 +161,9 @@ func (q *queryReader) rate(name string) float64 {
 
 func (q *queryReader) list(sorts []string) listQuery {
 	l := listQuery{sort: q.choice("sort", sorts)}
-	switch order := q.choice("order", []string{"asc", "desc"}); order {
+	order := q.choice("order", []string{"asc", "desc"})
+	l.ordered = order != ""
+	switch order {
 	case "desc":
 		l.desc = true
 	case "":

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -23,13 +25,15 @@ const (
 	clientBurst = 100
 )
 
-// Connect finds the cluster and checks that its API server answers. The
-// configuration is, in order: the kubeconfig file given (an explicit choice
-// wins, for example to watch another cluster from a pod), the in-cluster
-// service account, then $KUBECONFIG or ~/.kube/config. With none of them,
-// or an API server that does not answer within DiscoveryTimeout, the error
-// wraps ErrStandalone and says why. A kubeconfig that was given but cannot
-// be read is a plain error: that is a mistake to fix, not a mode to run in.
+// Connect finds the cluster and builds its clients; it does not contact the
+// API server (Start does, and waits for it). The configuration is, in
+// order: the kubeconfig file given (an explicit choice wins, for example to
+// watch another cluster from a pod), the in-cluster service account, then
+// $KUBECONFIG or ~/.kube/config. With none of them the error wraps
+// ErrStandalone and says why: only a cluster that is not configured at all
+// makes the aggregator standalone, never one that is briefly unreachable.
+// A kubeconfig that was given but cannot be read is a plain error: that is
+// a mistake to fix, not a mode to run in.
 func Connect(kubeconfig string, logger *slog.Logger) (*Cluster, error) {
 	cfg, from, err := restConfig(kubeconfig)
 	if err != nil {
@@ -47,16 +51,65 @@ func Connect(kubeconfig string, logger *slog.Logger) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create metrics.k8s.io client for %s: %w", cfg.Host, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), DiscoveryTimeout)
-	defer cancel()
-	v, err := client.Discovery().ServerVersionWithContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: API server %s (from %s) did not answer within %s: %v", ErrStandalone, cfg.Host, from, DiscoveryTimeout, err)
-	}
 	c := New(client, metrics, logger)
 	c.rest = cfg
-	c.logger.Info("connected to Kubernetes", "host", cfg.Host, "version", v.GitVersion, "config", from)
+	// Nothing is asked of the API server until Start has seen it answer.
+	c.connecting = true
+	c.logger.Info("Kubernetes configured", "host", cfg.Host, "config", from)
 	return c, nil
+}
+
+// waitForAPIServer asks the API server for its version until it answers,
+// doubling the wait between attempts up to connectBackoffMax, so that an
+// API server that is unreachable at start delays the informers instead of
+// turning the aggregator standalone. It logs the first failure and then at
+// most one line per connectLogEvery, with the attempts made meanwhile.
+func (c *Cluster) waitForAPIServer(ctx context.Context) error {
+	disco := discovery.ToDiscoveryInterfaceWithContext(c.client.Discovery())
+	host := c.host()
+	c.mu.Lock()
+	c.connecting = true
+	c.mu.Unlock()
+	delay := c.connectBackoff
+	var lastLog time.Time
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, DiscoveryTimeout)
+		v, err := disco.ServerVersionWithContext(actx)
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			c.connecting, c.connectErr = false, nil
+			c.mu.Unlock()
+			c.logger.Info("connected to Kubernetes", "host", host, "version", v.GitVersion, "attempts", attempt)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for the API server %s: %w", host, context.Cause(ctx))
+		}
+		c.mu.Lock()
+		c.connectErr = err
+		c.mu.Unlock()
+		if now := c.now(); lastLog.IsZero() || now.Sub(lastLog) >= c.connectLogEvery {
+			c.logger.Warn("API server not answering; retrying", "host", host, "attempt", attempt, "next", delay, "error", err)
+			lastLog = now
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for the API server %s: %w", host, context.Cause(ctx))
+		case <-t.C:
+		}
+		delay = min(2*delay, connectBackoffMax)
+	}
+}
+
+// host names the API server in logs and reasons.
+func (c *Cluster) host() string {
+	if c.rest != nil && c.rest.Host != "" {
+		return c.rest.Host
+	}
+	return "(client without REST config)"
 }
 
 // restConfig resolves the client configuration and says where it came from.

@@ -1,14 +1,19 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
 
 // fakeAPIServer answers discovery's /version like an API server when
@@ -49,4 +54,27 @@ users:
 `, server)
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	return path
+}
+
+// TestConnectAsksNothingBeforeStart: a configured cluster is connecting,
+// not standalone, and neither Connect nor a metrics-server poll asks the
+// API server anything until Start has seen it answer.
+func TestConnectAsksNothingBeforeStart(t *testing.T) {
+	var asked atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		asked.Add(1)
+		http.Error(w, "apiserver is starting", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(s.Close)
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+
+	c, err := Connect(writeKubeconfig(t, t.TempDir(), "cfg", s.URL), discard())
+	require.NoError(t, err)
+	ok, reason := c.Ready()
+	assert.False(t, ok)
+	assert.Equal(t, "connecting to the API server "+s.URL, reason)
+	_, _, st := c.PollUsage(context.Background())
+	assert.Equal(t, model.SourceUnavailable, st.Status)
+	assert.Equal(t, reasonNoAPIServer, st.Reason)
+	assert.Zero(t, asked.Load())
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +38,16 @@ const (
 
 // Timeouts.
 const (
-	// DiscoveryTimeout bounds Connect's first question to the API server.
+	// DiscoveryTimeout bounds each of Start's questions whether the API
+	// server answers.
 	DiscoveryTimeout = 5 * time.Second
+	// connectBackoffMin and connectBackoffMax bound the wait between those
+	// questions: it doubles from the first to the second.
+	connectBackoffMin = 500 * time.Millisecond
+	connectBackoffMax = 5 * time.Second
+	// connectLogEvery limits the warnings about an API server that does not
+	// answer to one per this period.
+	connectLogEvery = 30 * time.Second
 	// SyncTimeout bounds Start's wait for the informers' first full list.
 	SyncTimeout = 2 * time.Minute
 	// UsageTimeout bounds one PollUsage, all its lists together.
@@ -51,9 +60,10 @@ const (
 
 // Errors, matched with errors.Is.
 var (
-	// ErrStandalone means there is no usable Kubernetes API server: no
-	// configuration, or a server that does not answer. The aggregator then
-	// serves nodes from agent reports alone; the wrapped message says why.
+	// ErrStandalone means no Kubernetes cluster is configured: no in-cluster
+	// service account and no kubeconfig. The aggregator then serves nodes
+	// from agent reports alone; the wrapped message says why. A configured
+	// API server that does not answer is waited for, not this.
 	ErrStandalone = errors.New("kube: no Kubernetes API server, running standalone")
 	// ErrNotSynced means the informers' caches did not fill within
 	// SyncTimeout. They keep trying; Status tells when they are ready.
@@ -70,12 +80,19 @@ type Cluster struct {
 	logger  *slog.Logger
 
 	// Overridable in tests.
-	now          func() time.Time
-	syncTimeout  time.Duration
-	usageTimeout time.Duration
+	now             func() time.Time
+	syncTimeout     time.Duration
+	usageTimeout    time.Duration
+	connectBackoff  time.Duration
+	connectLogEvery time.Duration
 
-	mu         sync.Mutex
-	started    bool
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	// connecting is set from Connect or Start until the API server
+	// answered; connectErr is the latest failure meanwhile.
+	connecting bool
+	connectErr error
 	cancel     context.CancelFunc
 	factories  []informers.SharedInformerFactory
 	namespaces []string // nil: all
@@ -91,12 +108,14 @@ type Cluster struct {
 // metrics-server is not to be read. Start starts the informers.
 func New(client kubernetes.Interface, metrics metricsclient.Interface, logger *slog.Logger) *Cluster {
 	return &Cluster{
-		client:       client,
-		metrics:      metrics,
-		logger:       logger.With("source", "kube"),
-		now:          time.Now,
-		syncTimeout:  SyncTimeout,
-		usageTimeout: UsageTimeout,
+		client:          client,
+		metrics:         metrics,
+		logger:          logger.With("source", "kube"),
+		now:             time.Now,
+		syncTimeout:     SyncTimeout,
+		usageTimeout:    UsageTimeout,
+		connectBackoff:  connectBackoffMin,
+		connectLogEvery: connectLogEvery,
 	}
 }
 
@@ -107,11 +126,13 @@ func (c *Cluster) Client() kubernetes.Interface { return c.client }
 // same cluster (dynamic, for custom resources); nil for a Cluster from New.
 func (c *Cluster) RESTConfig() *rest.Config { return c.rest }
 
-// Start runs shared informers for Nodes and Pods until ctx ends or Close
-// is called, and waits for their first full list. Pods are watched in every
-// namespace when namespaces is empty, else one informer per namespace, so
-// that RBAC can be limited to those namespaces. On ErrNotSynced the
-// informers keep running and fill in when the API server answers.
+// Start waits until the API server answers, retrying with backoff for as
+// long as ctx lasts (Ready says so meanwhile), then runs shared informers
+// for Nodes and Pods until ctx ends or Close is called, and waits for their
+// first full list. Pods are watched in every namespace when namespaces is
+// empty, else one informer per namespace, so that RBAC can be limited to
+// those namespaces. On ErrNotSynced the informers keep running and fill in
+// when the API server answers.
 func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 	c.mu.Lock()
 	if c.started {
@@ -120,6 +141,16 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 	}
 	c.started = true
 	ctx, c.cancel = context.WithCancel(ctx)
+	c.mu.Unlock()
+
+	if err := c.waitForAPIServer(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return fmt.Errorf("start informers: %w", context.Canceled)
+	}
 
 	// No resync: nothing here reacts to events, the listers are read on
 	// every snapshot, so a periodic resync would only cost CPU.
@@ -175,15 +206,17 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 	return nil
 }
 
-// Close stops the informers and waits for their goroutines to end.
+// Close stops Start's wait for the API server or the informers, and waits
+// for the informers' goroutines to end.
 func (c *Cluster) Close() {
 	c.mu.Lock()
-	cancel, factories := c.cancel, c.factories
-	c.mu.Unlock()
-	if cancel == nil {
-		return
+	// Under the lock, so Start sees closed before it creates informers.
+	c.closed = true
+	if c.cancel != nil {
+		c.cancel()
 	}
-	cancel()
+	factories := c.factories
+	c.mu.Unlock()
 	for _, f := range factories {
 		f.Shutdown()
 	}
@@ -235,8 +268,12 @@ func (c *Cluster) Status() map[string]model.SourceStatus {
 	now := c.now()
 	out := make(map[string]model.SourceStatus, 3)
 	if nodes == nil {
-		out[SourceNodes] = model.SourceStatus{Name: SourceNodes, Status: model.SourceFailed, Reason: "informers not started"}
-		out[SourcePods] = model.SourceStatus{Name: SourcePods, Status: model.SourceFailed, Reason: "informers not started"}
+		reason := "informers not started"
+		if ok, why := c.Ready(); !ok {
+			reason = why
+		}
+		out[SourceNodes] = model.SourceStatus{Name: SourceNodes, Status: model.SourceFailed, Reason: reason}
+		out[SourcePods] = model.SourceStatus{Name: SourcePods, Status: model.SourceFailed, Reason: reason}
 	} else {
 		out[SourceNodes] = nodes.status(now)
 		out[SourcePods] = mergeStatus(SourcePods, pods, now)
@@ -245,6 +282,44 @@ func (c *Cluster) Status() map[string]model.SourceStatus {
 		out[SourceMetricsServer] = st
 	}
 	return out
+}
+
+// Ready reports whether the cluster's objects are complete: the API server
+// answered and every informer has its first full list. reason says what is
+// still awaited ("connecting to the API server https://…: …", "informers
+// not synced: pods"). Once true it stays true: a later watch failure keeps
+// the last lists and shows in Status instead.
+func (c *Cluster) Ready() (ok bool, reason string) {
+	c.mu.Lock()
+	connecting, connectErr, started := c.connecting, c.connectErr, c.started
+	nodes, pods, namespaces := c.nodes, c.pods, c.namespaces
+	c.mu.Unlock()
+	switch {
+	case connecting && connectErr != nil:
+		return false, fmt.Sprintf("connecting to the API server %s: %v", c.host(), connectErr)
+	case connecting:
+		return false, "connecting to the API server " + c.host()
+	case !started, nodes == nil:
+		return false, "informers not started"
+	}
+	var waiting []string
+	if !nodes.hasSynced() {
+		waiting = append(waiting, "nodes")
+	}
+	for i, p := range pods {
+		if p.hasSynced() {
+			continue
+		}
+		if namespaces == nil {
+			waiting = append(waiting, "pods")
+		} else {
+			waiting = append(waiting, "pods in namespace "+namespaces[i])
+		}
+	}
+	if len(waiting) > 0 {
+		return false, "informers not synced: " + strings.Join(waiting, ", ")
+	}
+	return true, ""
 }
 
 // stripForCache drops what the aggregator never reads before an object

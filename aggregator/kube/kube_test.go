@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,11 +205,116 @@ func TestStartNotSynced(t *testing.T) {
 	err := c.Start(ctx, nil)
 	require.ErrorIs(t, err, ErrNotSynced)
 	require.ErrorIs(t, c.Start(ctx, nil), ErrStarted)
+	ok, reason := c.Ready()
+	assert.False(t, ok)
+	assert.Equal(t, "informers not synced: nodes", reason)
 
 	require.Eventually(t, func() bool { return c.Status()[SourceNodes].Status == model.SourceFailed }, waitFor, tick)
 	st := c.Status()
 	assert.Contains(t, st[SourceNodes].Reason, "RBAC: no list on nodes")
 	assert.Equal(t, model.SourceOK, st[SourcePods].Status, "pods are unaffected")
+}
+
+func TestReadyNamesUnsyncedNamespaces(t *testing.T) {
+	kc := fake.NewClientset()
+	kc.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetNamespace() == "b" {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "", errors.New("RBAC: no list on pods in b"))
+		}
+		return false, nil, nil
+	})
+	c := New(kc, nil, discard())
+	c.syncTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); c.Close() }()
+	require.ErrorIs(t, c.Start(ctx, []string{"a", "b"}), ErrNotSynced)
+	ok, reason := c.Ready()
+	assert.False(t, ok)
+	assert.Equal(t, "informers not synced: pods in namespace b", reason)
+}
+
+// TestStartWaitsForAPIServer: an API server that does not answer at first
+// is retried with backoff, one warning logged, Ready and Status say what is
+// awaited, metrics-server is not asked meanwhile; once it answers the
+// informers start and sync.
+func TestStartWaitsForAPIServer(t *testing.T) {
+	kc := fake.NewClientset(node("n1"), pod("default", "p1"))
+	var up atomic.Bool
+	var asked atomic.Int32
+	kc.PrependReactor("get", "version", func(k8stesting.Action) (bool, runtime.Object, error) {
+		asked.Add(1)
+		if up.Load() {
+			return false, nil, nil
+		}
+		return true, nil, errors.New("dial tcp 10.96.0.1:443: connect: connection refused")
+	})
+	mc := metricsfake.NewSimpleClientset()
+	logs := &syncBuffer{}
+	c := New(kc, mc, slog.New(slog.NewTextHandler(logs, nil)))
+	c.connectBackoff = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); c.Close() }()
+	done := make(chan error, 1)
+	go func() { done <- c.Start(ctx, nil) }()
+
+	require.Eventually(t, func() bool { return asked.Load() >= 4 }, waitFor, tick)
+	ok, reason := c.Ready()
+	assert.False(t, ok)
+	assert.Contains(t, reason, "connecting to the API server")
+	assert.Contains(t, reason, "connection refused")
+	st := c.Status()
+	assert.Equal(t, model.SourceFailed, st[SourceNodes].Status)
+	assert.Contains(t, st[SourceNodes].Reason, "connecting to the API server")
+	assert.Nil(t, c.Nodes())
+	_, _, ms := c.PollUsage(ctx)
+	assert.Equal(t, model.SourceUnavailable, ms.Status)
+	assert.Equal(t, reasonNoAPIServer, ms.Reason)
+	assert.Empty(t, mc.Actions(), "metrics-server is not asked while the API server is away")
+
+	up.Store(true)
+	require.NoError(t, <-done)
+	ok, reason = c.Ready()
+	assert.True(t, ok)
+	assert.Empty(t, reason)
+	assert.ElementsMatch(t, []string{"n1"}, names(c.Nodes()))
+	out := logs.String()
+	assert.Equal(t, 1, strings.Count(out, "API server not answering"), "one warning per connectLogEvery, not one per attempt:\n%s", out)
+	assert.Contains(t, out, "connected to Kubernetes")
+}
+
+func TestCloseWhileWaitingForAPIServer(t *testing.T) {
+	kc := fake.NewClientset()
+	kc.PrependReactor("get", "version", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("connection refused")
+	})
+	c := New(kc, nil, discard())
+	done := make(chan error, 1)
+	go func() { done <- c.Start(context.Background(), nil) }()
+	require.Eventually(t, func() bool {
+		_, reason := c.Ready()
+		return strings.Contains(reason, "connection refused")
+	}, waitFor, tick)
+	c.Close()
+	require.ErrorIs(t, <-done, context.Canceled)
+	assert.Nil(t, c.Nodes(), "no informers after Close")
+}
+
+// syncBuffer collects log output written from other goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestStatusBeforeStart(t *testing.T) {
@@ -527,16 +634,20 @@ func TestConnect(t *testing.T) {
 		name       string
 		flag       string
 		env        string
+		host       string
 		standalone bool
 		fails      bool
 		reason     string
 	}{
 		{name: "nothing anywhere", env: filepath.Join(dir, "missing"), standalone: true, reason: "not in a cluster, and no kubeconfig at " + filepath.Join(dir, "missing")},
-		{name: "flag", flag: goodCfg},
-		{name: "KUBECONFIG", env: goodCfg},
-		{name: "flag wins over KUBECONFIG", flag: goodCfg, env: badCfg},
-		{name: "server does not answer", flag: badCfg, standalone: true, reason: "did not answer within"},
+		{name: "flag", flag: goodCfg, host: good},
+		{name: "KUBECONFIG", env: goodCfg, host: good},
+		{name: "flag wins over KUBECONFIG", flag: goodCfg, env: badCfg, host: good},
+		// Configured is not standalone: Start waits for the server.
+		{name: "server does not answer", flag: badCfg, host: bad},
 		{name: "kubeconfig names no cluster", env: emptyCfg, standalone: true, reason: "names no cluster"},
+		// How docs tell a user with a kubeconfig to run standalone.
+		{name: "KUBECONFIG=/dev/null", env: os.DevNull, standalone: true, reason: "names no cluster"},
 		{name: "flag names a missing file", flag: filepath.Join(dir, "typo"), fails: true, reason: "read kubeconfig"},
 	}
 	for _, tt := range tests {
@@ -554,7 +665,7 @@ func TestConnect(t *testing.T) {
 				assert.Contains(t, err.Error(), tt.reason)
 			default:
 				require.NoError(t, err)
-				assert.Equal(t, good, c.RESTConfig().Host)
+				assert.Equal(t, tt.host, c.RESTConfig().Host)
 				assert.NotNil(t, c.Client())
 				assert.Contains(t, c.RESTConfig().UserAgent, "k8smon-aggregator/")
 			}

@@ -25,6 +25,7 @@ const (
 	reasonNotInstalled = "metrics-server not installed: metrics.k8s.io/v1beta1 is not served"
 	reasonNotAnswering = "metrics-server not answering: metrics.k8s.io/v1beta1 is registered but unavailable (503); is its pod running?"
 	reasonDisabled     = "metrics-server reading is disabled"
+	reasonNoAPIServer  = "waiting for the API server to answer"
 )
 
 // usageState remembers what the previous poll learned about metrics-server.
@@ -67,6 +68,13 @@ func (c *Cluster) PollUsage(ctx context.Context) (pods, nodes map[string]state.U
 	}()
 	if c.metrics == nil {
 		return nil, nil, model.SourceStatus{Status: model.SourceUnavailable, Reason: reasonDisabled}
+	}
+	c.mu.Lock()
+	connecting := c.connecting
+	c.mu.Unlock()
+	if connecting {
+		// Not the API server's timeout on every poll until it answered.
+		return nil, nil, model.SourceStatus{Status: model.SourceUnavailable, Reason: reasonNoAPIServer}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.usageTimeout)
 	defer cancel()

@@ -6,6 +6,7 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type ReportSource interface {
 // ClusterSource is the Kubernetes side (aggregator/kube); nil in standalone
 // mode.
 type ClusterSource interface {
+	// Ready reports whether Nodes and Pods are complete (the API server
+	// answered, the informers listed); reason says what is awaited.
+	Ready() (ok bool, reason string)
 	Nodes() []*corev1.Node
 	Pods() []*corev1.Pod
 	// PollUsage reads metrics-server; nil maps when it is absent or failing.
@@ -144,7 +148,13 @@ func (m *Manager) Collect(ctx context.Context) error {
 		Thresholds:     m.o.Thresholds,
 		Sources:        map[string]model.SourceStatus{},
 	}
+	waiting := ""
 	if c := m.o.Cluster; c != nil {
+		// Asked before the inputs are read: a snapshot is complete only if
+		// everything it was built from already was.
+		if ok, why := c.Ready(); !ok {
+			waiting = cmp.Or(why, "Kubernetes objects not listed yet")
+		}
 		in.Nodes, in.Pods = c.Nodes(), c.Pods()
 		for k, v := range c.Status() {
 			in.Sources[k] = v
@@ -174,6 +184,7 @@ func (m *Manager) Collect(ctx context.Context) error {
 	}
 	snap := state.Build(in)
 	events := append(m.o.Store.Publish(snap), vmEvents...)
+	m.o.Store.SetWaiting(waiting)
 	if len(events) > 0 && m.o.OnEvents != nil {
 		m.o.OnEvents(events)
 	}

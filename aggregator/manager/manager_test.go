@@ -58,8 +58,11 @@ type cluster struct {
 	pods  []*corev1.Pod
 	polls int
 	usage map[string]state.Usage
+	// waiting, when set, is what Ready says the cluster waits for.
+	waiting string
 }
 
+func (c *cluster) Ready() (bool, string) { return c.waiting == "", c.waiting }
 func (c *cluster) Nodes() []*corev1.Node { return c.nodes }
 func (c *cluster) Pods() []*corev1.Pod   { return c.pods }
 func (c *cluster) PollUsage(context.Context) (map[string]state.Usage, map[string]state.Usage, model.SourceStatus) {
@@ -163,6 +166,40 @@ func TestClusterAndMetricsServerPolledOncePerInterval(t *testing.T) {
 	now = t0.Add(15 * time.Second)
 	require.NoError(t, m.Collect(context.Background()))
 	assert.Equal(t, 2, c.polls)
+}
+
+// TestReadyAfterFirstCompleteBuild: the store is not ready while the
+// cluster still waits (its reason is served), and ready from the first
+// snapshot built after it stopped waiting, not before.
+func TestReadyAfterFirstCompleteBuild(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("node-1", t0)
+	c := &cluster{waiting: "connecting to the API server https://10.96.0.1:443: connection refused"}
+	m := newManager(rs, c, &now, nil)
+	ok, reason := m.o.Store.Ready()
+	assert.False(t, ok)
+	assert.Equal(t, state.NoSnapshotReason, reason)
+
+	require.NoError(t, m.Collect(context.Background()))
+	ok, reason = m.o.Store.Ready()
+	assert.False(t, ok, "a snapshot of agents alone while the cluster connects")
+	assert.Equal(t, c.waiting, reason)
+	assert.NotContains(t, m.GetClusterMetrics().Sources, "kubernetes", "connecting is not standalone")
+
+	c.waiting = "informers not synced: pods"
+	require.NoError(t, m.Collect(context.Background()))
+	_, reason = m.o.Store.Ready()
+	assert.Equal(t, "informers not synced: pods", reason)
+
+	c.waiting = ""
+	c.nodes = []*corev1.Node{readyNode("node-1")}
+	ok, _ = m.o.Store.Ready()
+	assert.False(t, ok, "ready only once a build used the complete inputs")
+	require.NoError(t, m.Collect(context.Background()))
+	ok, reason = m.o.Store.Ready()
+	assert.True(t, ok)
+	assert.Empty(t, reason)
 }
 
 func TestStaleNodeEvent(t *testing.T) {

@@ -61,6 +61,7 @@ type Server struct {
 	tls    bool
 	logger *slog.Logger
 	once   sync.Once
+	done   chan struct{}
 }
 
 // Start runs a NATS server on cfg.Listen ("host:port"; port 0 or -1 picks a
@@ -105,7 +106,11 @@ func Start(cfg config.NATSConfig, logger *slog.Logger, extra ...Option) (*Server
 		}
 		return nil, fmt.Errorf("start embedded NATS on %s: %w after %s", listen, ErrNotReady, ReadyTimeout)
 	}
-	s := &Server{ns: ns, host: opts.Host, tls: opts.TLSConfig != nil, logger: logger}
+	s := &Server{ns: ns, host: opts.Host, tls: opts.TLSConfig != nil, logger: logger, done: make(chan struct{})}
+	go func() {
+		ns.WaitForShutdown()
+		close(s.done)
+	}()
 	logger.Info("embedded NATS server ready", "listen", listen, "url", s.ClientURL(), "tls", s.tls, "auth", authKind(cfg), "jetstream", opts.StoreDir)
 	return s, nil
 }
@@ -208,13 +213,16 @@ func (s *Server) ClientURL() string {
 // and no certificate that must name 127.0.0.1.
 func (s *Server) InProcessOption() nats.Option { return nats.InProcessServer(s.ns) }
 
+// Done is closed once the server has stopped, by Shutdown or on its own.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
 // Shutdown stops the server, closing every client connection, and waits
 // until it has stopped. Clients should be drained first. It is safe to call
 // more than once.
 func (s *Server) Shutdown() {
 	s.once.Do(func() {
 		s.ns.Shutdown()
-		s.ns.WaitForShutdown()
+		<-s.done
 		s.logger.Info("embedded NATS server stopped")
 	})
 }

@@ -207,9 +207,19 @@ func TestShutdownClosesClientsAndIsIdempotent(t *testing.T) {
 	closed := make(chan struct{})
 	nc, err := nats.Connect(s.ClientURL(), nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	require.NoError(t, err)
+	select {
+	case <-s.Done():
+		t.Fatal("Done closed while the server runs")
+	default:
+	}
 
 	s.Shutdown()
 	s.Shutdown()
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done not closed after Shutdown")
+	}
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
@@ -18,7 +19,9 @@ const benchPodsPerNode = 30
 // benchInputs is a cluster of n nodes with benchPodsPerNode pods each, as
 // the aggregator sees it in steady state: every node has a Node object and
 // a fresh agent report with kubelet stats of its pods, every pod has a Pod
-// object and metrics-server usage; one node in ten has 8 GPUs.
+// object and metrics-server usage, and its running container's status the
+// resources the kubelet applied (as kubelets with in-place resize report
+// them); one node in ten has 8 GPUs.
 func benchInputs(n int) Inputs {
 	in := Inputs{
 		Now:       t0,
@@ -42,7 +45,7 @@ func benchInputs(n int) Inputs {
 		for p := 0; p < benchPodsPerNode; p++ {
 			ns, pod := fmt.Sprintf("ns-%d", i%20), fmt.Sprintf("pod-%05d-%02d", i, p)
 			repOpts = append(repOpts, withKubeletPod(ns, pod, int64(10+p), int64(p+1)*mib))
-			in.Pods = append(in.Pods, kubePod(ns, pod, name))
+			in.Pods = append(in.Pods, kubePod(ns, pod, name, withAppliedResources))
 			in.PodUsage[model.PodKey(ns, pod)] = Usage{CPU: int64(10 + p), Memory: int64(p+1) * mib, Timestamp: t0,
 				Containers: map[string]ContainerUsage{"app": {CPU: int64(10 + p), Memory: int64(p+1) * mib}}}
 		}
@@ -51,6 +54,15 @@ func benchInputs(n int) Inputs {
 		in.NodeUsage[name] = Usage{CPU: 1000, Memory: 4 * gib, Timestamp: t0}
 	}
 	return in
+}
+
+// withAppliedResources reports the spec's resources as applied to the
+// containers, as a kubelet does once they run.
+func withAppliedResources(p *corev1.Pod) {
+	for i := range p.Status.ContainerStatuses {
+		r := p.Spec.Containers[i].Resources.DeepCopy()
+		p.Status.ContainerStatuses[i].Resources = r
+	}
 }
 
 var benchSizes = []int{1000, 5000}

@@ -88,38 +88,23 @@ func (b *builder) pod(m *model.PodMetrics, key string, p *corev1.Pod) {
 		m.OwnerKind, m.OwnerName = ref.Kind, ref.Name
 	}
 
+	res := resourcesOf(p)
+	m.CPURequest, m.CPULimit = res.cpuRequest, res.cpuLimit
+	m.MemoryRequest, m.MemoryLimit = res.memoryRequest, res.memoryLimit
+	m.CPULimited, m.MemoryLimited = res.cpuLimited, res.memoryLimited
+
+	var usage *Usage
+	if u, ok := b.in.PodUsage[key]; ok {
+		usage = &u
+	}
 	stats := b.kubeletStats(p)
-	usage, hasUsage := b.in.PodUsage[key]
-	m.Containers = b.containers(len(p.Spec.Containers))
-	gpus := 0
-	for i := range p.Spec.Containers {
-		c := &p.Spec.Containers[i]
-		cm, gpu := containerSpec(c)
-		applyContainerStatus(&cm, p.Status.ContainerStatuses)
-		switch {
-		case hasUsage:
-			if u, ok := usage.Containers[c.Name]; ok {
-				cm.CPUUsage, cm.MemoryUsage = u.CPU, u.Memory
-			}
-		case stats != nil:
-			for j := range stats.Containers {
-				if s := &stats.Containers[j]; s.Name == c.Name {
-					cm.CPUUsage, cm.MemoryUsage = s.CPUUsage, s.MemoryWorkingSet
-					break
-				}
-			}
-		}
-		m.CPURequest += cm.CPURequest
-		m.CPULimit += cm.CPULimit
-		m.MemoryRequest += cm.MemoryRequest
-		m.MemoryLimit += cm.MemoryLimit
-		m.Restarts += cm.Restarts
-		gpus += gpu
-		m.Containers = append(m.Containers, cm)
+	m.Containers = b.podContainers(p, usage, stats)
+	for i := range m.Containers {
+		m.Restarts += m.Containers[i].Restarts
 	}
 
 	switch {
-	case hasUsage:
+	case usage != nil:
 		m.CPUUsage, m.MemoryUsage = usage.CPU, usage.Memory
 		m.UsageSource = UsageMetricsServer
 		if !usage.Timestamp.IsZero() {
@@ -135,12 +120,18 @@ func (b *builder) pod(m *model.PodMetrics, key string, p *corev1.Pod) {
 	if stats != nil {
 		applyKubeletDetail(m, stats)
 	}
-	m.CPUUsageRate = model.Rate(m.CPUUsage, m.CPULimit)
-	m.MemoryUsageRate = model.Rate(m.MemoryUsage, m.MemoryLimit)
+	// A rate against a limit that does not bound the whole pod would
+	// compare all containers' usage with some containers' limits.
+	if m.CPULimited {
+		m.CPUUsageRate = model.Rate(m.CPUUsage, m.CPULimit)
+	}
+	if m.MemoryLimited {
+		m.MemoryUsageRate = model.Rate(m.MemoryUsage, m.MemoryLimit)
+	}
 
 	terminated := p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-	if gpus > 0 && !terminated && p.Spec.NodeName != "" {
-		b.gpuRequested[p.Spec.NodeName] += gpus
+	if res.gpus > 0 && !terminated && p.Spec.NodeName != "" {
+		b.gpuRequested[p.Spec.NodeName] += int(res.gpus)
 	}
 	b.checkPod(key, m, p)
 }
@@ -188,39 +179,81 @@ func ownerOf(p *corev1.Pod) *metav1.OwnerReference {
 	return nil
 }
 
-// containerSpec reads a container's requests and limits, and its
-// nvidia.com/gpu request. Extended resources may be given as a limit alone,
-// which then is the request. This runs for every container every cycle:
-// direct lookups beat ranging over these tiny maps, and the GPU lookups
-// are skipped when cpu and memory account for every entry.
-func containerSpec(c *corev1.Container) (model.ContainerMetrics, int) {
+// podContainers describes the pod's containers, then its native sidecars:
+// both run for the pod's whole life, and metrics-server and the kubelet
+// report usage for both. Init containers that run to completion are left
+// out (they have no usage once the pod runs; their requests count in the
+// pod's totals by the max rule).
+func (b *builder) podContainers(p *corev1.Pod, usage *Usage, stats *model.PodStats) []model.ContainerMetrics {
+	sidecars := 0
+	for i := range p.Spec.InitContainers {
+		if isSidecar(&p.Spec.InitContainers[i]) {
+			sidecars++
+		}
+	}
+	out := b.containers(len(p.Spec.Containers) + sidecars)
+	for i := range p.Spec.Containers {
+		out = append(out, containerMetrics(&p.Spec.Containers[i], p.Status.ContainerStatuses, usage, stats))
+	}
+	for i := 0; sidecars > 0 && i < len(p.Spec.InitContainers); i++ {
+		if c := &p.Spec.InitContainers[i]; isSidecar(c) {
+			cm := containerMetrics(c, p.Status.InitContainerStatuses, usage, stats)
+			cm.Sidecar = true
+			out = append(out, cm)
+		}
+	}
+	return out
+}
+
+// isSidecar reports whether an init container is a native sidecar: one
+// that keeps running beside the pod's containers.
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// containerMetrics describes one container: its own requests and limits,
+// its status among statuses, and its usage from metrics-server or, failing
+// that, the kubelet stats.
+func containerMetrics(c *corev1.Container, statuses []corev1.ContainerStatus, usage *Usage, stats *model.PodStats) model.ContainerMetrics {
+	cm := containerSpec(c)
+	applyContainerStatus(&cm, statuses)
+	switch {
+	case usage != nil:
+		if u, ok := usage.Containers[c.Name]; ok {
+			cm.CPUUsage, cm.MemoryUsage = u.CPU, u.Memory
+		}
+	case stats != nil:
+		for j := range stats.Containers {
+			if s := &stats.Containers[j]; s.Name == c.Name {
+				cm.CPUUsage, cm.MemoryUsage = s.CPUUsage, s.MemoryWorkingSet
+				break
+			}
+		}
+	}
+	cm.CPUUsageRate = model.Rate(cm.CPUUsage, cm.CPULimit)
+	cm.MemoryUsageRate = model.Rate(cm.MemoryUsage, cm.MemoryLimit)
+	return cm
+}
+
+// containerSpec reads a container's own requests and limits. This runs for
+// every container every cycle: direct lookups beat ranging over these tiny
+// maps.
+func containerSpec(c *corev1.Container) model.ContainerMetrics {
 	cm := model.ContainerMetrics{Name: c.Name}
 	req, lim := c.Resources.Requests, c.Resources.Limits
-	reqSeen, limSeen := 0, 0
 	if q, ok := req[corev1.ResourceCPU]; ok {
-		cm.CPURequest, reqSeen = q.MilliValue(), reqSeen+1
+		cm.CPURequest = q.MilliValue()
 	}
 	if q, ok := req[corev1.ResourceMemory]; ok {
-		cm.MemoryRequest, reqSeen = q.Value(), reqSeen+1
+		cm.MemoryRequest = q.Value()
 	}
 	if q, ok := lim[corev1.ResourceCPU]; ok {
-		cm.CPULimit, limSeen = q.MilliValue(), limSeen+1
+		cm.CPULimit = q.MilliValue()
 	}
 	if q, ok := lim[corev1.ResourceMemory]; ok {
-		cm.MemoryLimit, limSeen = q.Value(), limSeen+1
+		cm.MemoryLimit = q.Value()
 	}
-	gpus := 0
-	if reqSeen < len(req) {
-		if q, ok := req[ResourceGPU]; ok {
-			return cm, int(q.Value())
-		}
-	}
-	if limSeen < len(lim) {
-		if q, ok := lim[ResourceGPU]; ok {
-			gpus = int(q.Value())
-		}
-	}
-	return cm, gpus
+	return cm
 }
 
 func applyContainerStatus(cm *model.ContainerMetrics, statuses []corev1.ContainerStatus) {
@@ -292,8 +325,8 @@ func (b *builder) checkPod(name string, m *model.PodMetrics, p *corev1.Pod) {
 	if crashing != "" {
 		sb.WriteString(", container " + crashing + " in " + reasonCrashLoop)
 	}
-	if m.MemoryLimit > 0 && m.MemoryUsageRate >= model.DefaultOverLimitRate {
-		fmt.Fprintf(&sb, ", memory at %.1f%% of its limit", m.MemoryUsageRate)
+	if rate, ok := m.MemoryLimitRate(); ok && rate >= model.DefaultOverLimitRate {
+		fmt.Fprintf(&sb, ", memory at %.1f%% of its limit", rate)
 	}
 	b.podIssues = append(b.podIssues, issue{severity: model.HealthWarning, text: sb.String()})
 }

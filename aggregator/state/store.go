@@ -39,6 +39,9 @@ type Store struct {
 	created time.Time
 
 	snap atomic.Pointer[model.MetricsSnapshot]
+	// waiting is what the latest snapshot was built without; nil or ""
+	// when it is complete.
+	waiting atomic.Pointer[string]
 	// lastPublish is Unix nanoseconds of the latest Publish.
 	lastPublish atomic.Int64
 	// publishMu orders publishers so each Diff compares consecutive
@@ -138,12 +141,22 @@ func (s *Store) PodHistory(namespace, name string) ([]PodPoint, bool) {
 	return s.opts.History.PodHistory(namespace, name)
 }
 
-// Ready reports whether there is a snapshot to serve. In standalone mode
-// it is ready with StandaloneReason, so probes pass while the body still
-// tells a human why nodes lack Kubernetes detail.
+// SetWaiting records what the latest snapshot was built without, such as
+// an API server that does not answer yet or informers still listing; Ready
+// fails with that reason until it is set to "". The manager sets it on
+// every build.
+func (s *Store) SetWaiting(reason string) { s.waiting.Store(&reason) }
+
+// Ready reports whether there is a complete snapshot to serve: one was
+// published and nothing it was built without is awaited (SetWaiting). In
+// standalone mode it is ready with StandaloneReason, so probes pass while
+// the body still tells a human why nodes lack Kubernetes detail.
 func (s *Store) Ready() (bool, string) {
 	if s.snap.Load() == nil {
 		return false, NoSnapshotReason
+	}
+	if w := s.waiting.Load(); w != nil && *w != "" {
+		return false, *w
 	}
 	if s.opts.Standalone {
 		return true, StandaloneReason

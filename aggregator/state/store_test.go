@@ -61,6 +61,21 @@ func TestStorePublish(t *testing.T) {
 	assert.Same(t, second, s.Snapshot(), "nil is not published")
 }
 
+func TestStoreWaiting(t *testing.T) {
+	s := NewStore(StoreOptions{})
+	s.SetWaiting("informers not synced: pods")
+	_, reason := s.Ready()
+	assert.Equal(t, NoSnapshotReason, reason, "no snapshot comes first")
+	s.Publish(snapAt(t0, 1, []string{"n1"}, nil))
+	ok, reason := s.Ready()
+	assert.False(t, ok)
+	assert.Equal(t, "informers not synced: pods", reason)
+	s.SetWaiting("")
+	ok, reason = s.Ready()
+	assert.True(t, ok)
+	assert.Empty(t, reason)
+}
+
 func TestStoreWithoutHistory(t *testing.T) {
 	s := NewStore(StoreOptions{Standalone: true})
 	s.Publish(snapAt(t0, 1, []string{"n1"}, nil))

@@ -43,10 +43,22 @@ type ErrorBody struct {
 // /api/vms/{name}, so it wins whatever the registration order.
 func RegisterRoutes(mux *http.ServeMux, get func() []*model.VMMetrics) {
 	h := handler{get: get}
-	mux.HandleFunc("GET /api/vms", h.list)
-	mux.HandleFunc("GET /api/vms/stats", h.stats)
-	mux.HandleFunc("GET /api/vms/{name}", h.vm)
+	handlers := map[string]http.HandlerFunc{RouteList: h.list, RouteStats: h.stats, RouteVM: h.vm}
+	for _, route := range Routes() {
+		mux.HandleFunc(route, handlers[route])
+	}
 }
+
+// The VM routes, as registered.
+const (
+	RouteList  = "GET /api/vms"
+	RouteStats = "GET /api/vms/stats"
+	RouteVM    = "GET /api/vms/{name}"
+)
+
+// Routes returns the patterns RegisterRoutes registers. The OpenAPI
+// document is tested against them.
+func Routes() []string { return []string{RouteList, RouteStats, RouteVM} }
 
 type handler struct {
 	get func() []*model.VMMetrics
@@ -65,27 +77,35 @@ func (h handler) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ErrorBody{Error: err.Error(), Status: http.StatusBadRequest})
 		return
 	}
-	sortBy, desc := q["sort"], false
+	out, err := Select(h.vms(), q["namespace"], q["status"], q["sort"], q["order"])
+	if err != nil {
+		writeError(w, ErrorBody{Error: err.Error(), Status: http.StatusBadRequest})
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Select returns the VMs of all that GET /api/vms?namespace=&status=
+// &sort=&order= lists, in a new slice (all's order is left alone); empty
+// arguments do not filter, and an unknown sort or order is an error in
+// the endpoint's words.
+func Select(all []*model.VMMetrics, namespace, status, sortBy, order string) ([]*model.VMMetrics, error) {
 	switch sortBy {
 	case "", SortName, SortCPU, SortMemory, SortDisk:
 	default:
-		writeError(w, ErrorBody{Error: fmt.Sprintf("sort: %q is not one of name, cpu, memory, disk", sortBy), Status: http.StatusBadRequest})
-		return
+		return nil, fmt.Errorf("sort: %q is not one of name, cpu, memory, disk", sortBy)
 	}
-	switch q["order"] {
+	desc := false
+	switch order {
 	case "", "asc":
 	case "desc":
 		desc = true
 	default:
-		writeError(w, ErrorBody{Error: fmt.Sprintf("order: %q is not asc or desc", q["order"]), Status: http.StatusBadRequest})
-		return
+		return nil, fmt.Errorf("order: %q is not asc or desc", order)
 	}
-	all := h.vms()
-	// Always a new slice: the snapshot's own order must not change.
 	out := make([]*model.VMMetrics, 0, len(all))
-	ns, status := q["namespace"], q["status"]
 	for _, vm := range all {
-		if vm == nil || (ns != "" && vm.Namespace != ns) || (status != "" && !strings.EqualFold(vm.Status, status)) {
+		if vm == nil || (namespace != "" && vm.Namespace != namespace) || (status != "" && !strings.EqualFold(vm.Status, status)) {
 			continue
 		}
 		out = append(out, vm)
@@ -93,7 +113,7 @@ func (h handler) list(w http.ResponseWriter, r *http.Request) {
 	if sortBy != "" || desc {
 		sortVMs(out, sortBy, desc)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // sortVMs orders by name (namespace, then name) or by a usage; unknown
@@ -171,12 +191,7 @@ func (h handler) vm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, ns, src := r.PathValue("name"), q["namespace"], q["source"]
-	var found []*model.VMMetrics
-	for _, vm := range h.vms() {
-		if vm != nil && vm.Name == name && (ns == "" || vm.Namespace == ns) && (src == "" || vm.Source == src) {
-			found = append(found, vm)
-		}
-	}
+	found := Find(h.vms(), name, ns, src)
 	switch len(found) {
 	case 1:
 		writeJSON(w, http.StatusOK, found[0])
@@ -211,6 +226,20 @@ func (h handler) vm(w http.ResponseWriter, r *http.Request) {
 		body.Error = fmt.Sprintf("vm %q exists in sources %s: add ?source=", name, strings.Join(body.Sources, ", "))
 	}
 	writeError(w, body)
+}
+
+// Find returns the VMs of all named name, in namespace and from source
+// when those are not empty: one when the name is unambiguous, several
+// when the caller must add a namespace or source, as GET /api/vms/{name}
+// asks.
+func Find(all []*model.VMMetrics, name, namespace, source string) []*model.VMMetrics {
+	var found []*model.VMMetrics
+	for _, vm := range all {
+		if vm != nil && vm.Name == name && (namespace == "" || vm.Namespace == namespace) && (source == "" || vm.Source == source) {
+			found = append(found, vm)
+		}
+	}
+	return found
 }
 
 // query parses the query strictly: a parameter the endpoint does not know,

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	discoveryfake "k8s.io/client-go/discovery/fake"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	clienttesting "k8s.io/client-go/testing"
@@ -77,7 +78,10 @@ func fakeDiscovery(served ...*metav1.APIResourceList) *discoveryfake.FakeDiscove
 func startWatcher(t *testing.T, w *Watcher) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	t.Cleanup(func() {
+		cancel()
+		w.Close()
+	})
 	require.NoError(t, w.Start(ctx))
 }
 
@@ -91,10 +95,10 @@ func TestWatcherResourceAbsent(t *testing.T) {
 	st := w.Status()
 	require.Contains(t, st, "vm:kubevirt")
 	assert.Equal(t, model.SourceUnavailable, st["vm:kubevirt"].Status)
-	assert.Equal(t, "KubeVirt not installed: kubevirt.io/v1 virtualmachineinstances is not served; VM list will not include KubeVirt VMs", st["vm:kubevirt"].Reason)
+	assert.Equal(t, "waiting for CRD: KubeVirt not installed (kubevirt.io/v1 virtualmachineinstances is not served); VM list will not include KubeVirt VMs until it is", st["vm:kubevirt"].Reason)
 	require.Contains(t, st, "vm:wukong")
 	assert.Equal(t, model.SourceUnavailable, st["vm:wukong"].Status)
-	assert.Contains(t, st["vm:wukong"].Reason, "wukong.io/v1 wukongs is not served")
+	assert.Contains(t, st["vm:wukong"].Reason, "waiting for CRD: custom VM resource wukong not installed (wukong.io/v1 wukongs is not served)")
 	assert.Equal(t, 1, strings.Count(logs.String(), "KubeVirt not installed"), "one clear log line")
 	// Nothing was listed or watched.
 	assert.Empty(t, dyn.Actions())
@@ -150,9 +154,9 @@ func TestWatcherParsesObjects(t *testing.T) {
 
 	st := w.Status()
 	assert.Equal(t, model.SourceOK, st["vm:kubevirt"].Status)
-	assert.Equal(t, "1 object skipped as malformed", st["vm:kubevirt"].Reason)
+	assert.Equal(t, "watching; 1 object skipped as malformed", st["vm:kubevirt"].Reason)
 	assert.Equal(t, model.SourceOK, st["vm:wukong"].Status)
-	assert.Empty(t, st["vm:wukong"].Reason)
+	assert.Equal(t, "watching", st["vm:wukong"].Reason)
 	assert.Equal(t, map[string]int{SourceKubeVirt: 1}, w.Malformed())
 	assert.Contains(t, logs.String(), "skipping malformed VM object")
 	assert.Contains(t, logs.String(), "name=broken-vm")
@@ -240,4 +244,195 @@ func TestWatcherListForbiddenThenAllowed(t *testing.T) {
 		return w.Status()["vm:kubevirt"].Status == model.SourceOK && len(w.Objects()) == 1
 	}, waitFor, tick)
 	assert.Equal(t, 1, strings.Count(logs.String(), "VM list/watch failed"), "one warning, not one per retry")
+}
+
+// servedSet is a discovery whose served resources a test changes while
+// the watcher runs; FakeDiscovery's own list cannot change without a race.
+type servedSet struct {
+	*discoveryfake.FakeDiscovery
+
+	mu    sync.Mutex
+	lists map[string]*metav1.APIResourceList
+	err   error
+	asked int
+}
+
+func newServedSet(lists ...*metav1.APIResourceList) *servedSet {
+	d := &servedSet{FakeDiscovery: fakeDiscovery()}
+	d.serve(lists...)
+	return d
+}
+
+// serve replaces what is served.
+func (d *servedSet) serve(lists ...*metav1.APIResourceList) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lists = map[string]*metav1.APIResourceList{}
+	for _, l := range lists {
+		d.lists[l.GroupVersion] = l
+	}
+}
+
+func (d *servedSet) fail(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.err = err
+}
+
+func (d *servedSet) askedTimes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.asked
+}
+
+func (d *servedSet) ServerResourcesForGroupVersion(gv string) (*metav1.APIResourceList, error) {
+	return d.ServerResourcesForGroupVersionWithContext(context.Background(), gv)
+}
+
+func (d *servedSet) ServerResourcesForGroupVersionWithContext(_ context.Context, gv string) (*metav1.APIResourceList, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.asked++
+	if d.err != nil {
+		return nil, d.err
+	}
+	if l, ok := d.lists[gv]; ok {
+		return l, nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{}, gv)
+}
+
+// TestWatcherDiscoversCRDInstalledLater: a source whose resource is not
+// served waits for its CRD, then is watched once discovery serves it.
+func TestWatcherDiscoversCRDInstalledLater(t *testing.T) {
+	logger, logs := testLogger()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, loadObject(t, "vmi-running.yaml"), loadObject(t, "wukong.yaml"))
+	disco := newServedSet(wukongServed)
+	w := NewWatcher(dyn, disco, allSources, true, logger)
+	w.rediscover = 20 * time.Millisecond
+	startWatcher(t, w)
+
+	st := w.Status()
+	assert.Equal(t, model.SourceUnavailable, st["vm:kubevirt"].Status)
+	assert.True(t, strings.HasPrefix(st["vm:kubevirt"].Reason, "waiting for CRD: "), st["vm:kubevirt"].Reason)
+	assert.Equal(t, model.SourceOK, st["vm:wukong"].Status)
+	assert.Equal(t, "watching", st["vm:wukong"].Reason)
+	assert.Equal(t, []string{"wukong"}, sources(w.Objects()))
+
+	// Several passes while it is absent: still one log line about it.
+	asked := disco.askedTimes()
+	require.Eventually(t, func() bool { return disco.askedTimes() >= asked+6 }, waitFor, tick)
+	assert.Equal(t, 1, strings.Count(logs.String(), "KubeVirt not installed"), "logged when it changes, not on every pass")
+
+	disco.serve(kubevirtServed, wukongServed)
+	require.Eventually(t, func() bool {
+		st := w.Status()["vm:kubevirt"]
+		return st.Status == model.SourceOK && st.Reason == "watching"
+	}, waitFor, tick)
+	assert.Equal(t, []string{"kubevirt", "wukong"}, sources(w.Objects()))
+}
+
+// TestWatcherCRDRemovedStopsOnlyItsWatch: a resource that is no longer
+// served stops its informer and drops its VMs; the other source keeps its
+// VMs and keeps following changes; a discovery error stops nothing.
+func TestWatcherCRDRemovedStopsOnlyItsWatch(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, loadObject(t, "vmi-running.yaml"), loadObject(t, "wukong.yaml"))
+	disco := newServedSet(kubevirtServed, wukongServed)
+	w := NewWatcher(dyn, disco, allSources, true, nil)
+	w.rediscover = 20 * time.Millisecond
+	startWatcher(t, w)
+	require.Equal(t, []string{"kubevirt", "wukong"}, sources(w.Objects()))
+	require.Eventually(t, func() bool { return watches(dyn, "wukongs") == 1 && watches(dyn, "virtualmachineinstances") == 1 }, waitFor, tick)
+
+	// Discovery failing is no reason to stop watching.
+	disco.fail(errors.New("connection refused"))
+	asked := disco.askedTimes()
+	require.Eventually(t, func() bool { return disco.askedTimes() >= asked+4 }, waitFor, tick)
+	assert.Equal(t, model.SourceOK, w.Status()["vm:kubevirt"].Status)
+	assert.Equal(t, []string{"kubevirt", "wukong"}, sources(w.Objects()))
+	disco.fail(nil)
+
+	disco.serve(wukongServed)
+	require.Eventually(t, func() bool {
+		return strings.HasPrefix(w.Status()["vm:kubevirt"].Reason, "waiting for CRD: ")
+	}, waitFor, tick)
+	assert.Equal(t, model.SourceUnavailable, w.Status()["vm:kubevirt"].Status)
+	assert.Equal(t, []string{"wukong"}, sources(w.Objects()))
+
+	// The stopped watch sees nothing more; the other one still does.
+	ctx := context.Background()
+	_, err := dyn.Resource(KubeVirtGVR).Namespace("dev").Create(ctx, loadObject(t, "vmi-requests.yaml"), metav1.CreateOptions{})
+	require.NoError(t, err)
+	other := loadObject(t, "wukong.yaml")
+	other.SetName("second-wukong")
+	other.SetUID("second-wukong-uid")
+	_, err = dyn.Resource(wukongGVR).Namespace(other.GetNamespace()).Create(ctx, other, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return hasObject(w, other.GetNamespace(), "second-wukong") }, waitFor, tick)
+	assert.Equal(t, []string{"wukong", "wukong"}, sources(w.Objects()))
+	assert.Equal(t, model.SourceOK, w.Status()["vm:wukong"].Status)
+	assert.Equal(t, 1, watches(dyn, "wukongs"), "the other watch was not restarted")
+	assert.Equal(t, 1, watches(dyn, "virtualmachineinstances"), "the removed resource is not watched again")
+}
+
+// TestWatcherResourceGoneNudgesDiscovery: a list answering 404 (the CRD
+// being removed) makes discovery check at once instead of at the next
+// period.
+func TestWatcherResourceGoneNudgesDiscovery(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, loadObject(t, "vmi-running.yaml"))
+	fw := watch.NewRaceFreeFake()
+	dyn.PrependWatchReactor("virtualmachineinstances", func(clienttesting.Action) (bool, watch.Interface, error) {
+		return true, fw, nil
+	})
+	var gone atomic.Bool
+	dyn.PrependReactor("list", "virtualmachineinstances", func(clienttesting.Action) (bool, runtime.Object, error) {
+		if gone.Load() {
+			return true, nil, apierrors.NewNotFound(KubeVirtGVR.GroupResource(), "")
+		}
+		return false, nil, nil
+	})
+	disco := newServedSet(kubevirtServed)
+	w := NewWatcher(dyn, disco, config.VMConfig{KubeVirt: true}, false, nil)
+	w.rediscover = time.Hour
+	startWatcher(t, w)
+	require.Len(t, w.Objects(), 1)
+
+	disco.serve()
+	gone.Store(true)
+	fw.Stop() // the watch ends as it does when a CRD is deleted; the relist gets 404
+	require.Eventually(t, func() bool {
+		return strings.HasPrefix(w.Status()["vm:kubevirt"].Reason, "waiting for CRD: ")
+	}, waitFor, tick)
+	assert.Empty(t, w.Objects())
+}
+
+func TestWatcherCloseStopsEverything(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, loadObject(t, "vmi-running.yaml"))
+	disco := newServedSet(kubevirtServed)
+	w := NewWatcher(dyn, disco, config.VMConfig{KubeVirt: true}, false, nil)
+	w.rediscover = 10 * time.Millisecond
+	require.NoError(t, w.Start(context.Background()))
+	w.Close()
+	asked := disco.askedTimes()
+	actions := len(dyn.Actions())
+	// Nothing is asked after Close returned: poll a while for a change.
+	assert.Never(t, func() bool { return disco.askedTimes() != asked || len(dyn.Actions()) != actions }, 200*time.Millisecond, tick)
+}
+
+func sources(objs []Object) []string {
+	out := make([]string, len(objs))
+	for i, o := range objs {
+		out[i] = o.Source
+	}
+	return out
+}
+
+func watches(dyn *dynamicfake.FakeDynamicClient, resource string) int {
+	n := 0
+	for _, a := range dyn.Actions() {
+		if a.GetVerb() == "watch" && a.GetResource().Resource == resource {
+			n++
+		}
+	}
+	return n
 }

@@ -85,15 +85,65 @@ func TestMeetsConstraints(t *testing.T) {
 }
 
 func TestPodHelpers(t *testing.T) {
-	p := &PodMetrics{CPUUsage: 450, CPURequest: 300, CPULimit: 500, CPUUsageRate: 90, MemoryUsage: 100, MemoryRequest: 0}
+	p := &PodMetrics{CPUUsage: 450, CPURequest: 300, CPULimit: 500, CPULimited: true, CPUUsageRate: 90, MemoryUsage: 100, MemoryRequest: 0}
 	assert.Equal(t, Utilization{CPU: 150, Memory: 0}, p.GetResourceUtilization())
 	assert.True(t, p.IsOverLimit())
 	p.CPUUsageRate = 89.9
 	assert.False(t, p.IsOverLimit())
-	p.MemoryLimit, p.MemoryUsageRate = 200, 95
+	p.MemoryLimit, p.MemoryLimited, p.MemoryUsageRate = 200, true, 95
 	assert.True(t, p.IsOverLimit())
 	assert.False(t, (&PodMetrics{CPUUsageRate: 99}).IsOverLimit(), "no limit, never over it")
 	assert.Equal(t, "default/web", (&PodMetrics{Namespace: "default", PodName: "web"}).Key())
+}
+
+func TestPodLimitRates(t *testing.T) {
+	// limited: 100m on "a" (using 95m), none on "b" (using 1405m).
+	partial := PodMetrics{CPUUsage: 1500, CPULimit: 100, Containers: []ContainerMetrics{
+		{Name: "a", CPUUsage: 95, CPULimit: 100, CPUUsageRate: 95},
+		{Name: "b", CPUUsage: 1405},
+	}}
+	tests := []struct {
+		name     string
+		pod      PodMetrics
+		wantRate float64
+		wantOK   bool
+		over     bool
+	}{
+		{name: "no limit anywhere", pod: PodMetrics{CPUUsage: 900}},
+		{name: "whole pod limited", pod: PodMetrics{CPULimit: 1000, CPULimited: true, CPUUsageRate: 50}, wantRate: 50, wantOK: true},
+		{name: "partial limit: the limited container's rate, not the pod's", pod: partial, wantRate: 95, wantOK: true, over: true},
+		{
+			name: "a container above the pod's rate",
+			pod: PodMetrics{CPULimit: 1000, CPULimited: true, CPUUsageRate: 50, Containers: []ContainerMetrics{
+				{Name: "a", CPULimit: 500, CPUUsageRate: 92}, {Name: "b", CPULimit: 500, CPUUsageRate: 8},
+			}},
+			wantRate: 92, wantOK: true, over: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rate, ok := tt.pod.CPULimitRate()
+			assert.Equal(t, tt.wantOK, ok)
+			assert.InDelta(t, tt.wantRate, rate, 1e-9)
+			assert.Equal(t, tt.over, tt.pod.IsOverLimit())
+
+			// Memory follows the same rule.
+			m := memoryOnly(tt.pod)
+			rate, ok = m.MemoryLimitRate()
+			assert.Equal(t, tt.wantOK, ok)
+			assert.InDelta(t, tt.wantRate, rate, 1e-9)
+			assert.Equal(t, tt.over, m.IsOverLimit())
+		})
+	}
+}
+
+// memoryOnly moves p's CPU numbers to memory.
+func memoryOnly(p PodMetrics) PodMetrics {
+	m := PodMetrics{MemoryUsage: p.CPUUsage, MemoryLimit: p.CPULimit, MemoryLimited: p.CPULimited, MemoryUsageRate: p.CPUUsageRate}
+	for _, c := range p.Containers {
+		m.Containers = append(m.Containers, ContainerMetrics{Name: c.Name, MemoryUsage: c.CPUUsage, MemoryLimit: c.CPULimit, MemoryUsageRate: c.CPUUsageRate})
+	}
+	return m
 }
 
 func TestRates(t *testing.T) {

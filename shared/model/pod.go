@@ -14,13 +14,26 @@ type PodMetrics struct {
 	CPUUsage    int64 `json:"cpuUsage"`    // millicores
 	MemoryUsage int64 `json:"memoryUsage"` // bytes, working set
 
-	// Sums over the containers' requests and limits; 0 means not set.
+	// The pod's requests and limits as the scheduler counts them:
+	// containers summed, init containers by the max rule, native sidecars
+	// for the pod's whole life, overhead added, pod-level resources
+	// (spec.resources) taking precedence. 0 means not set.
 	CPURequest    int64 `json:"cpuRequest"`
 	CPULimit      int64 `json:"cpuLimit"`
 	MemoryRequest int64 `json:"memoryRequest"`
 	MemoryLimit   int64 `json:"memoryLimit"`
 
-	// Usage relative to the limit, 0-100; 0 when there is no limit.
+	// CPULimited and MemoryLimited say the limit bounds the whole pod: it
+	// is set at pod level, or every container (init containers included)
+	// has one. Otherwise CPULimit is the sum of some containers' limits
+	// while the others may use any amount, so a rate against it would mean
+	// nothing.
+	CPULimited    bool `json:"cpuLimited,omitempty"`
+	MemoryLimited bool `json:"memoryLimited,omitempty"`
+
+	// Usage relative to the pod's limit, in percent; 0 unless the limit
+	// bounds the whole pod (CPULimited, MemoryLimited). Containers carry
+	// their own rates against their own limits.
 	CPUUsageRate    float64 `json:"cpuUsageRate"`
 	MemoryUsageRate float64 `json:"memoryUsageRate"`
 
@@ -45,7 +58,9 @@ type PodMetrics struct {
 	OwnerName             string            `json:"ownerName,omitempty"`
 }
 
-// ContainerMetrics is one container of a pod.
+// ContainerMetrics is one container of a pod: one of spec.containers, or
+// a native sidecar (an init container with restartPolicy Always), which runs
+// beside them for the pod's whole life.
 type ContainerMetrics struct {
 	Name          string `json:"name"`
 	CPUUsage      int64  `json:"cpuUsage"`
@@ -54,8 +69,14 @@ type ContainerMetrics struct {
 	CPULimit      int64  `json:"cpuLimit"`
 	MemoryRequest int64  `json:"memoryRequest"`
 	MemoryLimit   int64  `json:"memoryLimit"`
-	Ready         bool   `json:"ready"`
-	Restarts      int32  `json:"restarts"`
+	// Usage relative to the container's own limit, in percent; absent
+	// when it has none.
+	CPUUsageRate    float64 `json:"cpuUsageRate,omitempty"`
+	MemoryUsageRate float64 `json:"memoryUsageRate,omitempty"`
+	Ready           bool    `json:"ready"`
+	Restarts        int32   `json:"restarts"`
+	// Sidecar marks a native sidecar.
+	Sidecar bool `json:"sidecar,omitempty"`
 	// State is running, waiting or terminated; Reason the kubelet's word for
 	// it (CrashLoopBackOff, ImagePullBackOff, ...).
 	State  string `json:"state,omitempty"`
@@ -82,15 +103,46 @@ func (p *PodMetrics) GetResourceUtilization() Utilization {
 // IsOverLimit reports a pod as close to its limit.
 const DefaultOverLimitRate = 90
 
-// IsOverLimit reports whether CPU or memory usage is at or above 90% of its
-// limit. Pods without limits are never over them.
+// IsOverLimit reports whether CPU or memory usage is at or above 90% of a
+// limit that applies (see CPULimitRate). Pods without limits are never over
+// them.
 func (p *PodMetrics) IsOverLimit() bool {
 	return p.IsOverLimitAt(DefaultOverLimitRate)
 }
 
 // IsOverLimitAt is IsOverLimit with a chosen threshold in percent.
 func (p *PodMetrics) IsOverLimitAt(rate float64) bool {
-	return (p.CPULimit > 0 && p.CPUUsageRate >= rate) || (p.MemoryLimit > 0 && p.MemoryUsageRate >= rate)
+	cpu, cpuOK := p.CPULimitRate()
+	mem, memOK := p.MemoryLimitRate()
+	return (cpuOK && cpu >= rate) || (memOK && mem >= rate)
+}
+
+// CPULimitRate returns the highest CPU usage against a limit that applies:
+// the pod's, when it bounds the whole pod, and each container's against its
+// own. ok is false when no limit applies.
+func (p *PodMetrics) CPULimitRate() (rate float64, ok bool) {
+	if p.CPULimited && p.CPULimit > 0 {
+		rate, ok = p.CPUUsageRate, true
+	}
+	for i := range p.Containers {
+		if c := &p.Containers[i]; c.CPULimit > 0 && (!ok || c.CPUUsageRate > rate) {
+			rate, ok = c.CPUUsageRate, true
+		}
+	}
+	return rate, ok
+}
+
+// MemoryLimitRate is CPULimitRate for memory.
+func (p *PodMetrics) MemoryLimitRate() (rate float64, ok bool) {
+	if p.MemoryLimited && p.MemoryLimit > 0 {
+		rate, ok = p.MemoryUsageRate, true
+	}
+	for i := range p.Containers {
+		if c := &p.Containers[i]; c.MemoryLimit > 0 && (!ok || c.MemoryUsageRate > rate) {
+			rate, ok = c.MemoryUsageRate, true
+		}
+	}
+	return rate, ok
 }
 
 // Key is the pod's "namespace/name", the key of MetricsSnapshot.PodMetrics.
