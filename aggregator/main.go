@@ -248,6 +248,9 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 		Gatherer:      extra,
 		Querier:       querier,
 		Collectors:    mcpSrv.Collectors(),
+		Pprof:         a.cfg.Aggregator.Pprof,
+		// Snapshot-sized answers written at once; more are refused (429).
+		MaxSnapshotStreams: a.cfg.Aggregator.MaxSnapshotStreams,
 		Extra: func(mux *http.ServeMux) {
 			vm.RegisterRoutes(mux, func() []*model.VMMetrics {
 				if s := store.Snapshot(); s != nil {
@@ -259,7 +262,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			openapi.RegisterRoutes(mux)
 		},
 	})
-	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	a.httpSrv = api.NewServer(handler, api.ServerOptions{Logger: a.logger.With("component", "http"), Registerer: extra})
 	g.Go(func() error {
 		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP API server on %s: %w", ln.Addr(), err)
@@ -393,9 +396,13 @@ func (a *aggregator) startIngest(extra *prometheus.Registry, history *state.Hist
 		History: history, StaleIntervals: a.cfg.Aggregator.StaleIntervals, Thresholds: a.cfg.Agent.Thresholds,
 	})
 	ing, err := ingest.New(ingest.Config{
-		Prefix:     a.cfg.NATS.SubjectPrefix,
-		Registerer: extra,
-		Logger:     a.logger.With("component", "ingest"),
+		Prefix:       a.cfg.NATS.SubjectPrefix,
+		Registerer:   extra,
+		Logger:       a.logger.With("component", "ingest"),
+		MaxNodes:     a.cfg.Aggregator.MaxNodes,
+		MaxClockSkew: a.cfg.Aggregator.MaxClockSkew,
+		EventRate:    a.cfg.Aggregator.NodeEventRate,
+		EventBurst:   a.cfg.Aggregator.NodeEventBurst,
 		OnEvent: func(e *model.Event) {
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
 		},

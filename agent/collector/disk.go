@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -201,11 +202,13 @@ func diskMetrics(m mountEntry, res statfsResult) model.DiskMetrics {
 	if bsize == 0 {
 		bsize = uint64(st.Bsize)
 	}
-	used := (st.Blocks - min(st.Bfree, st.Blocks)) * bsize
-	d.Capacity = int64(st.Blocks * bsize)
-	d.Used = int64(used)
-	d.Free = int64(st.Bavail * bsize)
-	d.UsageRate = percentOf(float64(d.Used), float64(d.Used+d.Free))
+	// Network filesystems report sizes up to 8 EiB and beyond: the products
+	// saturate at MaxInt64 rather than wrap into negative bytes, which the
+	// aggregator would refuse along with the whole report.
+	d.Capacity = bytesOf(st.Blocks, bsize)
+	d.Used = bytesOf(st.Blocks-min(st.Bfree, st.Blocks), bsize)
+	d.Free = bytesOf(st.Bavail, bsize)
+	d.UsageRate = percentOf(float64(d.Used), float64(d.Used)+float64(d.Free))
 	d.Inodes = st.Files
 	d.InodesUsed = st.Files - min(st.Ffree, st.Files)
 	d.InodesRate = percentOf(float64(d.InodesUsed), float64(d.Inodes))
@@ -522,3 +525,11 @@ func unescapeMountPath(dst, p []byte) []byte {
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// bytesOf is blocks × size in bytes, saturated at the largest int64.
+func bytesOf(blocks, size uint64) int64 {
+	if size != 0 && blocks > math.MaxInt64/size {
+		return math.MaxInt64
+	}
+	return int64(blocks * size)
+}

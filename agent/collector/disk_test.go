@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,6 +154,13 @@ func TestDiskMetricsMath(t *testing.T) {
 			name: "no fragment size falls back to block size",
 			st:   syscall.Statfs_t{Bsize: 512, Blocks: 100, Bfree: 100, Bavail: 100},
 			want: model.DiskMetrics{Capacity: 51_200, Free: 51_200, Available: true},
+		},
+		{
+			// An NFS or EFS mount reporting 16 EiB: sizes saturate at the
+			// largest int64 instead of wrapping negative.
+			name: "beyond int64 bytes saturates",
+			st:   syscall.Statfs_t{Frsize: 4096, Blocks: 1 << 52, Bfree: 1 << 51, Bavail: 1 << 51},
+			want: model.DiskMetrics{Capacity: math.MaxInt64, Used: 1<<63 - 1, Free: 1<<63 - 1, UsageRate: 50, Available: true},
 		},
 		{
 			// btrfs reports no inode counts: rate 0, not NaN.

@@ -10,6 +10,7 @@ package api
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -56,13 +57,22 @@ type Options struct {
 	// the two never export the same family.
 	Gatherer prometheus.Gatherer
 	// Extra registers further routes, such as /api/vms, on the same mux.
-	// They get the same panic recovery and request metrics.
+	// They get the same panic recovery, request metrics and write
+	// deadlines.
 	Extra func(mux *http.ServeMux)
 	// Querier, when set, answers the node and pod lists, so that another
 	// front end (the MCP server) sharing it shares the per-snapshot index.
 	// It must read the same provider. Nil: the handler makes its own with
 	// Thresholds.
 	Querier *Querier
+	// WriteTimeout is how long one write of a response may wait for the
+	// client to read; 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MaxSnapshotStreams bounds the snapshot-sized answers written at
+	// once; 0 means DefaultMaxSnapshotStreams.
+	MaxSnapshotStreams int
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/.
+	Pprof bool
 }
 
 // Routes, as registered; the route label of the request metrics.
@@ -93,6 +103,11 @@ type server struct {
 	log     *slog.Logger
 	q       *Querier
 	metrics *selfMetrics
+
+	writeTimeout time.Duration
+	streams      *streamLimiter
+	// Client trouble is logged at a limited rate.
+	logRefused, logCutShort, logTimeout sometimes
 }
 
 // New returns the aggregator's HTTP handler.
@@ -105,9 +120,18 @@ func New(p Provider, opts Options) http.Handler {
 	if q == nil {
 		q = NewQuerier(p, opts.Thresholds)
 	}
-	s := &server{p: p, log: log, q: q}
+	s := &server{
+		p:            p,
+		log:          log,
+		q:            q,
+		writeTimeout: orDefault(opts.WriteTimeout, DefaultWriteTimeout),
+		streams:      newStreamLimiter(orDefault(opts.MaxSnapshotStreams, DefaultMaxSnapshotStreams)),
+		logRefused:   sometimes{every: logEvery},
+		logCutShort:  sometimes{every: logEvery},
+		logTimeout:   sometimes{every: logEvery},
+	}
 	reg := prometheus.NewRegistry()
-	s.metrics = newSelfMetrics(reg)
+	s.metrics = newSelfMetrics(reg, s.streams)
 	reg.MustRegister(newSnapshotCollector(p, opts.ObjectMetrics))
 	for _, c := range opts.Collectors {
 		reg.MustRegister(c)
@@ -131,6 +155,9 @@ func New(p Provider, opts Options) http.Handler {
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	}))
+	if opts.Pprof {
+		registerPprof(mux)
+	}
 	if opts.Extra != nil {
 		opts.Extra(mux)
 	}

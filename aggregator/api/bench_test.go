@@ -92,7 +92,11 @@ func (w *discardWriter) Write(p []byte) (int, error) { w.bytes += len(p); return
 
 func runRequests(b *testing.B, h http.Handler, target string) {
 	b.Helper()
-	req := httptest.NewRequest(http.MethodGet, target, nil)
+	runRequest(b, h, httptest.NewRequest(http.MethodGet, target, nil))
+}
+
+func runRequest(b *testing.B, h http.Handler, req *http.Request) {
+	b.Helper()
 	b.ReportAllocs()
 	b.ResetTimer()
 	var w discardWriter
@@ -102,7 +106,7 @@ func runRequests(b *testing.B, h http.Handler, target string) {
 	}
 	b.StopTimer()
 	if w.code != http.StatusOK && w.code != 0 {
-		b.Fatalf("%s: status %d", target, w.code)
+		b.Fatalf("%s: status %d", req.URL, w.code)
 	}
 	b.ReportMetric(float64(w.bytes), "resp-B")
 }
@@ -144,12 +148,49 @@ func BenchmarkPodsFiltered(b *testing.B) {
 	}
 }
 
-// BenchmarkSnapshotJSON streams the whole snapshot.
+// BenchmarkSnapshotJSON is the whole snapshot: streamed from the build
+// per request (how it was served before it was encoded once per build),
+// encoded and compressed (once per build, by its first request), and
+// served from that encoding to a client that takes gzip and to one that
+// does not (inflated on the way out).
 func BenchmarkSnapshotJSON(b *testing.B) {
 	for _, n := range benchNodeCounts {
 		h := benchHandler(b, benchSnapshot(n))
-		b.Run(fmt.Sprintf("nodes=%d/pods=%d", n, n*benchPodsPerNode), func(b *testing.B) {
-			runRequests(b, h, "/api/v1/metrics/snapshot")
+		name := fmt.Sprintf("nodes=%d/pods=%d", n, n*benchPodsPerNode)
+		ix := buildIndex(benchSnapshot(n))
+		b.Run(name+"/streamed-per-request", func(b *testing.B) {
+			b.ReportAllocs()
+			var w discardWriter
+			for i := 0; i < b.N; i++ {
+				w = discardWriter{h: http.Header{}}
+				w.WriteHeader(http.StatusOK)
+				st := newJSONStream(&w)
+				writeSnapshot(st, ix)
+				if err := st.finish(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(w.bytes), "resp-B")
+		})
+		b.Run(name+"/encode-once-per-build", func(b *testing.B) {
+			b.ReportAllocs()
+			var body *answer
+			for i := 0; i < b.N; i++ {
+				var err error
+				if body, err = encodeAnswer(func(st *jsonStream) { writeSnapshot(st, ix) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(body.size), "gzip-B")
+		})
+		get(h, RouteSnapshot) // encode before timing
+		b.Run(name+"/served-gzip", func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, RouteSnapshot, nil)
+			req.Header.Set("Accept-Encoding", "gzip")
+			runRequest(b, h, req)
+		})
+		b.Run(name+"/served-identity", func(b *testing.B) {
+			runRequests(b, h, RouteSnapshot)
 		})
 	}
 }

@@ -16,61 +16,6 @@ func (s *server) cluster(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, snap.ClusterMetrics)
 }
 
-// snapshot answers GET /api/v1/metrics/snapshot with the whole snapshot,
-// streamed: it equals json.Marshal of the snapshot (map keys sorted) but
-// is never held in memory whole.
-func (s *server) snapshot(w http.ResponseWriter, r *http.Request) error {
-	if err := noQuery(r.URL.RawQuery); err != nil {
-		return err
-	}
-	ix := s.q.current()
-	if ix == nil {
-		return errNoSnapshot
-	}
-	snap := ix.snap
-	st := newJSONStream(w)
-	st.raw(`{"timestamp":`)
-	st.value(snap.Timestamp)
-	st.raw(`,"nodeMetrics":`)
-	streamMap(st, snap.NodeMetrics == nil, ix.nodes, func(e nodeEntry) (string, any) { return e.name, e.m })
-	st.raw(`,"podMetrics":`)
-	streamMap(st, snap.PodMetrics == nil, ix.pods, func(e podEntry) (string, any) { return e.key, e.m })
-	st.raw(`,"networkMetrics":`)
-	st.value(snap.NetworkMetrics)
-	st.raw(`,"clusterMetrics":`)
-	st.value(snap.ClusterMetrics)
-	if len(snap.VMs) > 0 {
-		st.raw(`,"vms":`)
-		st.value(snap.VMs)
-	}
-	st.raw("}")
-	if err := st.finish(); err != nil {
-		// The status is sent; all that is left is to say so in the log.
-		s.log.Warn("snapshot response cut short", "err", err)
-	}
-	return nil
-}
-
-// streamMap writes entries as a JSON object in their (sorted) order, or
-// null for a nil map, as json.Marshal would.
-func streamMap[E any](st *jsonStream, isNil bool, entries []E, kv func(E) (string, any)) {
-	if isNil {
-		st.raw("null")
-		return
-	}
-	st.raw("{")
-	for i, e := range entries {
-		if i > 0 {
-			st.raw(",")
-		}
-		k, v := kv(e)
-		st.value(k)
-		st.raw(":")
-		st.value(v)
-	}
-	st.raw("}")
-}
-
 // probeBody is the body of a passing probe.
 type probeBody struct {
 	Status string `json:"status"`

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"slices"
+	"sync"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
@@ -20,6 +21,12 @@ type index struct {
 	// namespaces maps a namespace to its range [lo, hi) in pods: key order
 	// keeps a namespace's pods together.
 	namespaces map[string][2]int32
+
+	// body is the snapshot's encoded answer, made by the first request
+	// for it (server.snapshotBody); it goes when the index goes.
+	bodyOnce sync.Once
+	body     *answer
+	bodyErr  error
 }
 
 type nodeEntry struct {

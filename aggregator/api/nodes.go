@@ -9,13 +9,14 @@ import (
 )
 
 // nodes answers GET /api/v1/metrics/nodes: every node, in name order, or
-// filtered and sorted by the query (see parseNodeQuery).
+// filtered and sorted by the query (see parseNodeQuery). An answer of more
+// than MaxLimit items is snapshot-sized (see answerList).
 func (s *server) nodes(w http.ResponseWriter, r *http.Request) error {
 	items, total, err := s.q.selectNodes(r.URL.RawQuery, nil, 0)
 	if err != nil {
 		return err
 	}
-	return streamList(w, total, len(items), func(i int) any { return items[i].m })
+	return s.answerList(w, r, total, len(items), func(i int) any { return items[i].m })
 }
 
 func (q *nodeQuery) matches(n *model.NodeMetrics, t model.Thresholds) bool {

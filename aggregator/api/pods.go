@@ -9,13 +9,14 @@ import (
 )
 
 // pods answers GET /api/v1/metrics/pods: every pod in namespace/name order,
-// or filtered and sorted by the query (see parsePodQuery).
+// or filtered and sorted by the query (see parsePodQuery). An answer of
+// more than MaxLimit items is snapshot-sized (see answerList).
 func (s *server) pods(w http.ResponseWriter, r *http.Request) error {
 	items, total, err := s.q.selectPods(r.URL.RawQuery, nil, 0)
 	if err != nil {
 		return err
 	}
-	return streamList(w, total, len(items), func(i int) any { return items[i].m })
+	return s.answerList(w, r, total, len(items), func(i int) any { return items[i].m })
 }
 
 func (q *podQuery) matches(e *podEntry) bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -107,9 +108,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 // jsonStream writes a large JSON document piece by piece through a buffer,
-// so that a 150 000-pod list or snapshot is never held in memory whole.
-// Each value is encoded as marshal does, so a streamed document equals the
-// marshal form of the whole byte for byte.
+// so that a 150 000-pod list or snapshot is never held in memory whole as
+// JSON (an answer compresses it as it comes, see answer). Each value is
+// encoded as marshal does, so a streamed document equals the marshal form
+// of the whole byte for byte.
 type jsonStream struct {
 	w   *bufio.Writer
 	buf bytes.Buffer
@@ -117,10 +119,12 @@ type jsonStream struct {
 	err error
 }
 
-func newJSONStream(w http.ResponseWriter) *jsonStream {
-	setJSONHeaders(w)
-	w.WriteHeader(http.StatusOK)
-	st := &jsonStream{w: bufio.NewWriterSize(w, 64<<10)}
+// streamSize is the stream's buffer and the size of each write of a large
+// response, each with its own write deadline (see deadlineWriter).
+const streamSize = 64 << 10
+
+func newJSONStream(w io.Writer) *jsonStream {
+	st := &jsonStream{w: bufio.NewWriterSize(w, streamSize)}
 	st.enc = json.NewEncoder(&st.buf)
 	st.enc.SetEscapeHTML(false)
 	return st
@@ -147,8 +151,7 @@ func (st *jsonStream) value(v any) {
 	_, st.err = st.w.Write(b[:len(b)-1]) // Encode adds a newline
 }
 
-// finish flushes and returns the first error. The status is already sent,
-// so the caller can only log it.
+// finish ends the document, flushes and returns the first error.
 func (st *jsonStream) finish() error {
 	st.raw("\n")
 	if st.err == nil {
@@ -157,10 +160,9 @@ func (st *jsonStream) finish() error {
 	return st.err
 }
 
-// streamList writes {"count":n,"total":total,"items":[...]} with item(i)
+// writeList writes {"count":n,"total":total,"items":[...]} with item(i)
 // for i in [0, n).
-func streamList(w http.ResponseWriter, total, n int, item func(i int) any) error {
-	st := newJSONStream(w)
+func writeList(st *jsonStream, total, n int, item func(i int) any) {
 	st.raw(`{"count":` + strconv.Itoa(n) + `,"total":` + strconv.Itoa(total) + `,"items":[`)
 	for i := 0; i < n; i++ {
 		if i > 0 {
@@ -169,16 +171,38 @@ func streamList(w http.ResponseWriter, total, n int, item func(i int) any) error
 		st.value(item(i))
 	}
 	st.raw("]}")
-	return st.finish()
+}
+
+// answerList answers with a list (see writeList), encoded before it is
+// sent (see answer). More than MaxLimit items is a snapshot-sized answer:
+// it takes a stream slot first.
+func (s *server) answerList(w http.ResponseWriter, r *http.Request, total, n int, item func(i int) any) error {
+	release, err := s.takeStream(w, n > MaxLimit)
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := encodeAnswer(func(st *jsonStream) { writeList(st, total, n, item) })
+	if err != nil {
+		return err
+	}
+	// Nothing below uses item: the build the items belong to may be
+	// collected while the answer is written.
+	if err := a.send(w, r); err != nil {
+		s.cutShort(r, err)
+	}
+	return nil
 }
 
 // serve wraps the mux: it recovers panics (a bug: logged with its stack,
-// answered 500 when nothing was written yet) and records request metrics
-// by route pattern and status code.
+// answered 500 when nothing was written yet), gives each write a deadline
+// (deadlineWriter) and records request metrics by route pattern and
+// status code.
 func (s *server) serve(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rw := &recordingWriter{ResponseWriter: w}
+		dw := newDeadlineWriter(w, s.writeTimeout)
+		rw := &recordingWriter{ResponseWriter: dw}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -191,7 +215,15 @@ func (s *server) serve(mux *http.ServeMux) http.Handler {
 				}
 			}
 			// ServeMux sets r.Pattern on this very request when it routes.
-			s.metrics.observe(r.Pattern, rw.code(), time.Since(start))
+			route := routeLabel(r.Pattern)
+			s.metrics.observe(route, rw.code(), time.Since(start))
+			if dw.timedOut {
+				s.metrics.writeTimeouts.WithLabelValues(route).Inc()
+				if ok, skipped := s.logTimeout.allow(); ok {
+					s.log.Warn("client stopped reading: disconnected", "path", r.URL.Path,
+						"writeTimeout", s.writeTimeout, "suppressed", skipped)
+				}
+			}
 		}()
 		mux.ServeHTTP(rw, r)
 	})

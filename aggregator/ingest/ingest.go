@@ -1,9 +1,13 @@
 // Package ingest receives the agents' node reports and node events from
-// the JetStream streams, decodes them with the wire contract, drops (and
-// counts) what is bad, and keeps the latest report of every node for the
-// snapshot builder. At start it replays the Reports stream, so a restarted
-// aggregator knows every node's latest report and can rebuild its history
-// before it serves.
+// the JetStream streams, decodes and validates them with the wire
+// contract, drops (and counts) what is bad or beyond its limits, and keeps
+// the latest report of every node for the snapshot builder. At start it
+// replays the Reports stream, so a restarted aggregator knows every node's
+// latest report and can rebuild its history before it serves.
+//
+// Refusals are ordered by cost: the subject, the node limit and the event
+// rate are checked before a message is decoded, so a flood of invented
+// names or events costs a map lookup each and real agents keep up.
 package ingest
 
 import (
@@ -25,18 +29,24 @@ import (
 // Defaults for Config's zero values.
 const (
 	// DefaultPullBytes bounds what each consumer holds in the client ahead
-	// of the handler: a few dozen of the largest reports.
-	DefaultPullBytes = 32 << 20
+	// of the handler: eight of the largest reports, or hundreds of
+	// ordinary ones.
+	DefaultPullBytes = 8 << 20
 	// DefaultLogEvery is the shortest gap between two warnings for the same
 	// drop reason; the counters still see every message.
 	DefaultLogEvery = 10 * time.Second
+	// DefaultMaxNodes fits twice the 5,000-node scale target.
+	DefaultMaxNodes = 10_000
+	// DefaultMaxClockSkew is how far ahead of the aggregator's clock an
+	// agent's timestamps may run: NTP keeps real clocks within
+	// milliseconds, so this only forgives a badly set one.
+	DefaultMaxClockSkew = 2 * time.Minute
+	// DefaultEventRate and DefaultEventBurst are each node's event
+	// allowance: agents send a few events a minute, and bursts (a GPU
+	// XID storm, several thresholds at once) of a few tens.
+	DefaultEventRate  = 1.0
+	DefaultEventBurst = 30
 )
-
-// MaxClockSkew is how far ahead of the aggregator's clock a stored report's
-// timestamp may be and still block older reports. An agent whose clock was
-// ahead and got corrected would otherwise be ignored until real time
-// caught up with its old timestamps.
-const MaxClockSkew = 2 * time.Minute
 
 // Drop reasons, the values of the reason label.
 const (
@@ -46,9 +56,24 @@ const (
 	ReasonTooLarge  = "too_large"
 	ReasonSubject   = "subject"
 	ReasonKind      = "kind"
+	// ReasonFuture: a timestamp further ahead than Config.MaxClockSkew.
+	ReasonFuture = "future"
+	// ReasonRange: a number negative, not finite or beyond physical sense,
+	// a time before 2000, or an event field too long.
+	ReasonRange = "range"
+	// ReasonInterval: intervalSeconds outside 1..3600.
+	ReasonInterval = "interval"
+	// ReasonCustomMetrics: customMetrics too deep or too large.
+	ReasonCustomMetrics = "custom_metrics"
+	// ReasonNodeLimit: a report from a new name while Config.MaxNodes
+	// names are tracked.
+	ReasonNodeLimit = "node_limit"
+	// ReasonRateLimited: an event beyond its node's allowance.
+	ReasonRateLimited = "rate_limited"
 )
 
-var reasons = []string{ReasonMalformed, ReasonSchema, ReasonMismatch, ReasonTooLarge, ReasonSubject, ReasonKind}
+var reasons = []string{ReasonMalformed, ReasonSchema, ReasonMismatch, ReasonTooLarge, ReasonSubject, ReasonKind,
+	ReasonFuture, ReasonRange, ReasonInterval, ReasonCustomMetrics, ReasonNodeLimit, ReasonRateLimited}
 
 // Errors returned by Ingester methods, matched with errors.Is.
 var (
@@ -84,6 +109,17 @@ type Config struct {
 	PullBytes int
 	// LogEvery rate-limits warnings per drop reason; zero means DefaultLogEvery.
 	LogEvery time.Duration
+	// MaxNodes caps the node names whose reports are kept; a report from a
+	// new name beyond it is refused unless the name has a Kubernetes Node
+	// object (see SetClusterNodes). Zero means DefaultMaxNodes.
+	MaxNodes int
+	// MaxClockSkew is how far ahead of the aggregator's clock a message's
+	// timestamps may be; zero means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+	// EventRate (events per second) and EventBurst are each node's event
+	// allowance; zero means DefaultEventRate and DefaultEventBurst.
+	EventRate  float64
+	EventBurst int
 }
 
 // Ingester consumes every node's reports and events and keeps the latest
@@ -95,10 +131,16 @@ type Ingester struct {
 	onEvent func(*model.Event)
 	now     func() time.Time
 	limiter *logLimiter
+	// eventLimit is each node's event allowance.
+	eventLimit *eventLimiter
+	limitErr   error
 
 	mu           sync.RWMutex
 	latest       map[string]state.ReportEntry
 	lastReceived time.Time
+	// clusterNodes are the names with a Kubernetes Node object, which the
+	// node limit never refuses; nil until SetClusterNodes.
+	clusterNodes map[string]bool
 
 	subMu     sync.Mutex
 	consumers []jetstream.ConsumeContext
@@ -130,18 +172,28 @@ func New(cfg Config) (*Ingester, error) {
 		}
 	}
 	def(&cfg.PullBytes, DefaultPullBytes)
+	def(&cfg.MaxNodes, DefaultMaxNodes)
+	def(&cfg.EventBurst, DefaultEventBurst)
 	if cfg.LogEvery <= 0 {
 		cfg.LogEvery = DefaultLogEvery
 	}
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if cfg.EventRate <= 0 {
+		cfg.EventRate = DefaultEventRate
+	}
 	i := &Ingester{
-		prefix:  cfg.Prefix,
-		cfg:     cfg,
-		logger:  cfg.Logger.With("source", "ingest"),
-		onEvent: cfg.OnEvent,
-		now:     time.Now,
-		limiter: newLogLimiter(cfg.LogEvery),
-		latest:  make(map[string]state.ReportEntry),
-		restore: newRestore(),
+		prefix:     cfg.Prefix,
+		cfg:        cfg,
+		logger:     cfg.Logger.With("source", "ingest"),
+		onEvent:    cfg.OnEvent,
+		now:        time.Now,
+		limiter:    newLogLimiter(cfg.LogEvery),
+		eventLimit: newEventLimiter(cfg.EventRate, cfg.EventBurst),
+		limitErr:   fmt.Errorf("%w: %d names tracked (aggregator.max_nodes); a new name without a Node object is refused", errNodeLimit, cfg.MaxNodes),
+		latest:     make(map[string]state.ReportEntry),
+		restore:    newRestore(),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "k8smon", Subsystem: "ingest", Name: "messages_dropped_total",
 			Help: "Agent messages dropped because they failed to decode, by reason.",
@@ -167,8 +219,12 @@ func New(cfg Config) (*Ingester, error) {
 	i.reports.WithLabelValues("outdated")
 	i.errs.WithLabelValues("reports")
 	i.errs.WithLabelValues("events")
+	tracked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "k8smon", Subsystem: "ingest", Name: "nodes_tracked",
+		Help: "Node names whose latest report is kept; new names beyond aggregator.max_nodes are refused (reason node_limit).",
+	}, func() float64 { return float64(i.Tracked()) })
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{i.dropped, i.reports, i.events, i.errs} {
+		for _, c := range []prometheus.Collector{i.dropped, i.reports, i.events, i.errs, tracked} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)
 			}
@@ -179,7 +235,7 @@ func New(cfg Config) (*Ingester, error) {
 
 // Latest returns the latest report of every node, keyed by node name. The
 // map is a copy the caller owns; the reports themselves are shared and
-// never modified after decoding, so callers must not modify them either.
+// never modified once stored, so callers must not modify them either.
 func (i *Ingester) Latest() map[string]state.ReportEntry {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
@@ -202,8 +258,43 @@ func (i *Ingester) LastReceived() time.Time {
 // report from it is stored again.
 func (i *Ingester) Forget(node string) {
 	i.mu.Lock()
-	defer i.mu.Unlock()
 	delete(i.latest, node)
+	i.mu.Unlock()
+	i.eventLimit.forget(node)
+}
+
+// Tracked returns how many node names have a stored report.
+func (i *Ingester) Tracked() int {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return len(i.latest)
+}
+
+// SetClusterNodes tells the ingester which names have a Kubernetes Node
+// object: their reports are admitted beyond Config.MaxNodes, so invented
+// names can never crowd out a real node. The map is kept, not copied; the
+// caller must not modify it afterwards.
+func (i *Ingester) SetClusterNodes(names map[string]bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.clusterNodes = names
+}
+
+// admitsLocked reports whether a report from node may be stored: a known name,
+// a Kubernetes node, or room under the limit. The caller holds i.mu.
+func (i *Ingester) admitsLocked(node string) bool {
+	if _, known := i.latest[node]; known {
+		return true
+	}
+	return len(i.latest) < i.cfg.MaxNodes || i.clusterNodes[node]
+}
+
+// trusted reports whether node is a name the aggregator already knows.
+func (i *Ingester) trusted(node string) bool {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	_, known := i.latest[node]
+	return known || i.clusterNodes[node]
 }
 
 // handle decodes one message received now and stores or hands it on.
@@ -211,57 +302,130 @@ func (i *Ingester) handle(subject string, data []byte) {
 	i.handleAt(subject, data, i.now())
 }
 
-// handleAt decodes one message that arrived at arrived and stores or hands
-// it on; it returns the report it stored or found outdated, nil for an
-// event or a dropped message.
+// handleAt checks, decodes and stores or hands on one message that
+// arrived at arrived: for a message from a stream, when the stream stored
+// it, so that a replayed message is judged (clock skew, event rate, report
+// time) as it was when it arrived. It returns the report it stored or found
+// outdated; nil for an event or a refused message.
 func (i *Ingester) handleAt(subject string, data []byte, arrived time.Time) *model.NodeReport {
 	switch {
 	case strings.HasSuffix(subject, ".report"):
-		r, err := wire.DecodeReport(i.prefix, subject, data)
-		if err != nil {
-			i.drop(subject, err)
-			return nil
-		}
-		i.store(r, arrived)
-		return r
+		return i.handleReport(subject, data, arrived)
 	case strings.HasSuffix(subject, ".event"):
-		e, err := wire.DecodeNodeEvent(i.prefix, subject, data)
-		if err != nil {
-			i.drop(subject, err)
-			return nil
-		}
-		i.events.Inc()
-		if i.onEvent != nil {
-			i.onEvent(e)
-		}
+		i.handleEvent(subject, data, arrived)
 	default:
 		i.drop(subject, fmt.Errorf("%w: %q is neither a report nor an event subject", wire.ErrSubject, subject))
 	}
 	return nil
 }
 
-// store keeps r unless the node's stored report is as new or newer: a
-// stream keeps one publisher's order, but a report delivered again (a
-// replay, an acknowledgement lost and the report sent twice beyond the
-// stream's duplicate window) or a second agent instance during a rollout
-// arrive out of order. arrived is when the stream stored r, so a replayed
-// report keeps its age.
-func (i *Ingester) store(r *model.NodeReport, arrived time.Time) {
-	now := i.now()
-	if arrived.After(now) || arrived.IsZero() {
+func (i *Ingester) handleReport(subject string, data []byte, arrived time.Time) *model.NodeReport {
+	node, err := wire.NodeFromSubject(i.prefix, subject)
+	if err != nil {
+		i.drop(subject, err)
+		return nil
+	}
+	// The limit is checked before decoding, so a flood of invented names
+	// costs a map lookup per message once the limit is reached.
+	i.mu.RLock()
+	ok := i.admitsLocked(node)
+	i.mu.RUnlock()
+	if !ok {
+		i.drop(subject, i.nodeLimitError())
+		return nil
+	}
+	r, err := wire.DecodeReportAt(i.prefix, subject, data, wire.Clock{Now: arrived, MaxSkew: i.cfg.MaxClockSkew})
+	if err != nil {
+		i.drop(subject, err)
+		return nil
+	}
+	if !i.store(r, arrived) {
+		return nil
+	}
+	return r
+}
+
+func (i *Ingester) handleEvent(subject string, data []byte, arrived time.Time) {
+	node, err := wire.NodeFromSubject(i.prefix, subject)
+	if err != nil {
+		i.drop(subject, err)
+		return
+	}
+	// Oversized events are refused first, so they cost nothing and do not
+	// spend the node's allowance.
+	if len(data) > wire.MaxEventBytes {
+		i.drop(subject, fmt.Errorf("%w: event of %d bytes, limit %d", wire.ErrTooLarge, len(data), wire.MaxEventBytes))
+		return
+	}
+	if !i.eventLimit.allow(node, i.trusted(node), arrived) {
+		i.drop(subject, errRateLimited)
+		return
+	}
+	e, err := wire.DecodeNodeEventAt(i.prefix, subject, data, wire.Clock{Now: arrived, MaxSkew: i.cfg.MaxClockSkew})
+	if err != nil {
+		i.drop(subject, err)
+		return
+	}
+	i.events.Inc()
+	if i.onEvent != nil {
+		i.onEvent(e)
+	}
+}
+
+// Ingest's own refusals, beside the wire's.
+var (
+	errNodeLimit   = errors.New("ingest: node limit reached")
+	errRateLimited = errors.New("ingest: node event rate limit exceeded")
+)
+
+// nodeLimitError says why a new name is refused; it is built once, so a
+// flood of refusals allocates nothing for it.
+func (i *Ingester) nodeLimitError() error { return i.limitErr }
+
+// store keeps r, which arrived at arrived, unless the node's stored report
+// is as new or newer: a stream keeps one publisher's order, but a report
+// delivered again (an acknowledgement lost and the report sent again
+// beyond the stream's duplicate window) or a second agent instance during
+// a rollout arrive out of order; such a report counts as outdated. It
+// reports whether r was a node's report at all (false: refused by the
+// node limit).
+//
+// A reading cannot have been taken after it arrived, so report times ahead
+// of their arrival (by at most the allowed skew, or the decoder refused
+// them) are brought back to it: ordering and history then run on times
+// the aggregator can trust, and an agent whose clock jumps forward and
+// back is never locked out. A replayed report keeps the time the stream
+// stored it, so it is as old as it was then.
+func (i *Ingester) store(r *model.NodeReport, arrived time.Time) bool {
+	if now := i.now(); arrived.After(now) || arrived.IsZero() {
 		arrived = now
 	}
+	r.Timestamp = notAfter(r.Timestamp, arrived)
+	r.Node.Timestamp = notAfter(r.Node.Timestamp, arrived)
 	i.mu.Lock()
+	if !i.admitsLocked(r.NodeName) {
+		i.mu.Unlock()
+		i.drop(wire.NodeReportSubject(i.prefix, r.NodeName), i.nodeLimitError())
+		return false
+	}
 	old, ok := i.latest[r.NodeName]
-	if ok && !r.Timestamp.After(old.Report.Timestamp) && !old.Report.Timestamp.After(now.Add(MaxClockSkew)) {
+	if ok && !r.Timestamp.After(old.Report.Timestamp) {
 		i.mu.Unlock()
 		i.reports.WithLabelValues("outdated").Inc()
-		return
+		return true
 	}
 	i.latest[r.NodeName] = state.ReportEntry{Report: r, ReceivedAt: arrived}
 	i.lastReceived = arrived
 	i.mu.Unlock()
 	i.reports.WithLabelValues("accepted").Inc()
+	return true
+}
+
+func notAfter(t, limit time.Time) time.Time {
+	if t.After(limit) {
+		return limit
+	}
+	return t
 }
 
 func (i *Ingester) drop(subject string, err error) {
@@ -272,9 +436,21 @@ func (i *Ingester) drop(subject string, err error) {
 	}
 }
 
-// reasonOf maps a wire error to its drop reason.
+// reasonOf maps a wire or ingest error to its drop reason.
 func reasonOf(err error) string {
 	switch {
+	case errors.Is(err, errNodeLimit):
+		return ReasonNodeLimit
+	case errors.Is(err, errRateLimited):
+		return ReasonRateLimited
+	case errors.Is(err, wire.ErrFuture):
+		return ReasonFuture
+	case errors.Is(err, wire.ErrRange):
+		return ReasonRange
+	case errors.Is(err, wire.ErrInterval):
+		return ReasonInterval
+	case errors.Is(err, wire.ErrCustomMetrics):
+		return ReasonCustomMetrics
 	case errors.Is(err, wire.ErrTooLarge):
 		return ReasonTooLarge
 	case errors.Is(err, wire.ErrSchema):

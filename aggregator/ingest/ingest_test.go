@@ -196,7 +196,8 @@ func TestReportsStoredAndVisibleInLatest(t *testing.T) {
 
 func TestNewerReportWins(t *testing.T) {
 	f := newFixture(t, nil)
-	t0 := time.Now().UTC().Truncate(time.Second)
+	// Readings are taken before they arrive: all of these are in the past.
+	t0 := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
 
 	f.publishReport(t, smallReport("n1", t0))
 	f.publishReport(t, smallReport("n1", t0.Add(15*time.Second)))
@@ -355,6 +356,7 @@ func TestSlowCallbackLosesNoEvents(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	f := newFixture(t, func(c *Config) {
+		c.EventBurst = 1000 // this test is about delivery, not the event rate
 		c.OnEvent = func(e *model.Event) {
 			<-release
 			mu.Lock()
@@ -467,17 +469,37 @@ func FuzzIngest(f *testing.F) {
 	f.Add("k8smon.node..report", []byte(``))
 	f.Add("", []byte(`null`))
 
-	in, err := New(Config{Logger: slog.New(slog.DiscardHandler), OnEvent: func(e *model.Event) { _ = e.Type }})
+	f.Add("k8smon.node.n1.report", []byte(strings.Replace(string(report), `"utilizationRate":87`, `"utilizationRate":1.7e308`, 1)))
+	f.Add("k8smon.node.n1.report", []byte(strings.Replace(string(report), `"timestamp":"2026-03-01T12:00:00Z"`, `"timestamp":"2100-03-01T12:00:00Z"`, 1)))
+
+	const maxNodes = 8
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler), MaxNodes: maxNodes, OnEvent: func(e *model.Event) {
+		if len(e.Message) > model.MaxEventMessageBytes {
+			panic(fmt.Sprintf("an event message of %d bytes got through", len(e.Message)))
+		}
+	}})
 	require.NoError(f, err)
+	in.now = func() time.Time { return ts }
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		// handle, not onReport: a panic must fail the fuzzer, not be recovered.
 		in.handle(subject, data)
 		// Also on well-formed subjects, so random payloads reach the decoders.
 		in.handle(wire.NodeReportSubject(prefix, subject), data)
 		in.handle(wire.NodeEventSubject(prefix, subject), data)
-		for _, e := range in.Latest() {
+		latest := in.Latest()
+		if len(latest) > maxNodes {
+			t.Fatalf("%d nodes tracked, limit %d", len(latest), maxNodes)
+		}
+		for _, e := range latest {
 			if e.Report == nil || e.Report.NodeName == "" {
 				t.Fatalf("stored an invalid report: %+v", e)
+			}
+			if e.Report.Timestamp.After(ts) {
+				t.Fatalf("stored a report from the future: %v", e.Report.Timestamp)
+			}
+			// No NaN or ±Inf: an accepted report always encodes.
+			if _, err := json.Marshal(e.Report); err != nil {
+				t.Fatalf("stored a report that does not encode: %v", err)
 			}
 		}
 	})
@@ -518,4 +540,46 @@ func benchmarkIngest(b *testing.B, pods int) {
 	if got := testutil.ToFloat64(in.dropped.WithLabelValues(ReasonMalformed)); got != 0 {
 		b.Fatalf("%v reports dropped", got)
 	}
+}
+
+// BenchmarkRefuse measures what a refused message costs the handler: a
+// report from a new name once the node limit is reached, and an event
+// beyond its node's allowance. Both are refused before decoding.
+func BenchmarkRefuse(b *testing.B) {
+	ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b.Run("report=node_limit", func(b *testing.B) {
+		in, err := New(Config{Logger: slog.New(slog.DiscardHandler), MaxNodes: 1})
+		require.NoError(b, err)
+		in.now = func() time.Time { return ts }
+		in.handle(wire.NodeReportSubject(prefix, "real"), mustEncode(b, realisticReport("real", 30, ts)))
+		msg := mustEncode(b, realisticReport("invented", 30, ts))
+		subject := wire.NodeReportSubject(prefix, "invented")
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			in.handle(subject, msg)
+		}
+		b.StopTimer()
+		require.Equal(b, 1, in.Tracked())
+	})
+	b.Run("event=rate_limited", func(b *testing.B) {
+		in, err := New(Config{Logger: slog.New(slog.DiscardHandler), EventBurst: 1})
+		require.NoError(b, err)
+		in.now = func() time.Time { return ts }
+		msg, err := wire.EncodeEvent(wire.KindNodeEvent, "n1", &model.Event{Type: model.EventGPUXid, Node: "n1", Timestamp: ts, Message: "Xid 79"})
+		require.NoError(b, err)
+		subject := wire.NodeEventSubject(prefix, "n1")
+		in.handle(subject, msg)
+		b.ReportAllocs()
+		for b.Loop() {
+			in.handle(subject, msg)
+		}
+	})
+}
+
+func mustEncode(b *testing.B, r *model.NodeReport) []byte {
+	b.Helper()
+	data, err := wire.EncodeReport(r)
+	require.NoError(b, err)
+	return data
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ type ReportSource interface {
 	Latest() map[string]state.ReportEntry
 	// Forget drops a node's report.
 	Forget(node string)
+	// SetClusterNodes names the nodes that have a Node object, after each
+	// read of the informers, so that a source capping the names it tracks
+	// never refuses a real node. The map is not modified afterwards.
+	SetClusterNodes(names map[string]bool)
 }
 
 // ClusterSource is the Kubernetes side (aggregator/kube); nil in standalone
@@ -149,6 +154,7 @@ func (m *Manager) Collect(ctx context.Context) error {
 		Sources:        map[string]model.SourceStatus{},
 	}
 	waiting := ""
+	var clusterNodes map[string]bool
 	if c := m.o.Cluster; c != nil {
 		// Asked before the inputs are read: a snapshot is complete only if
 		// everything it was built from already was.
@@ -156,6 +162,11 @@ func (m *Manager) Collect(ctx context.Context) error {
 			waiting = cmp.Or(why, "Kubernetes objects not listed yet")
 		}
 		in.Nodes, in.Pods = c.Nodes(), c.Pods()
+		clusterNodes = make(map[string]bool, len(in.Nodes))
+		for _, n := range in.Nodes {
+			clusterNodes[n.Name] = true
+		}
+		m.o.Reports.SetClusterNodes(clusterNodes)
 		for k, v := range c.Status() {
 			in.Sources[k] = v
 		}
@@ -174,7 +185,7 @@ func (m *Manager) Collect(ctx context.Context) error {
 		in.Sources["kubernetes"] = model.SourceStatus{Name: "kubernetes", Status: model.SourceUnavailable,
 			Reason: "standalone mode: no cluster configured or reachable; nodes and pods come from agents only"}
 	}
-	m.forgetGone(&in)
+	m.forgetGone(&in, clusterNodes)
 	var vmEvents []model.Event
 	if m.o.VMs != nil {
 		in.VMs, vmEvents = m.o.VMs.VMs(in.Pods, in.PodUsage, in.Reports, now)
@@ -191,23 +202,31 @@ func (m *Manager) Collect(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// forgetExamples is how many forgotten names the summary log line lists.
+const forgetExamples = 5
+
 // forgetGone drops reports of nodes without a Node object whose agents have
 // been silent for ForgetAfter, so removed nodes do not stay stale forever.
-func (m *Manager) forgetGone(in *state.Inputs) {
+// It logs one line per build, however many names go: a flood of invented
+// names must not become a flood of log lines.
+func (m *Manager) forgetGone(in *state.Inputs, clusterNodes map[string]bool) {
 	if m.o.ForgetAfter <= 0 {
 		return
 	}
-	known := make(map[string]bool, len(in.Nodes))
-	for _, n := range in.Nodes {
-		known[n.Name] = true
-	}
+	var gone []string
 	for name, e := range in.Reports {
-		if !known[name] && in.Now.Sub(e.ReceivedAt) > m.o.ForgetAfter {
-			m.o.Logger.Info("forgetting a node whose agent is silent and which has no Node object", "node", name, "lastReport", e.ReceivedAt)
+		if !clusterNodes[name] && in.Now.Sub(e.ReceivedAt) > m.o.ForgetAfter {
 			m.o.Reports.Forget(name)
 			delete(in.Reports, name)
+			gone = append(gone, name)
 		}
 	}
+	if len(gone) == 0 {
+		return
+	}
+	slices.Sort(gone)
+	m.o.Logger.Info("forgot nodes whose agent is silent and which have no Node object",
+		"count", len(gone), "nodes", gone[:min(len(gone), forgetExamples)], "silentFor", m.o.ForgetAfter)
 }
 
 // GetLatestSnapshot returns the current snapshot, nil before the first one.

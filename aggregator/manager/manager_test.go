@@ -1,10 +1,15 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,8 +28,9 @@ import (
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 type reports struct {
-	mu sync.Mutex
-	m  map[string]state.ReportEntry
+	mu      sync.Mutex
+	m       map[string]state.ReportEntry
+	cluster map[string]bool
 }
 
 func (r *reports) Latest() map[string]state.ReportEntry {
@@ -41,6 +47,12 @@ func (r *reports) Forget(node string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.m, node)
+}
+
+func (r *reports) SetClusterNodes(names map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cluster = names
 }
 
 func (r *reports) put(node string, at time.Time) {
@@ -288,4 +300,44 @@ func TestForgetSilentNodesWithoutObject(t *testing.T) {
 	require.NoError(t, err, "a node with a Node object keeps its last report")
 	assert.True(t, n.Stale)
 	assert.Contains(t, rs.Latest(), "node-1")
+}
+
+// A flood of invented names that fall silent costs one event and one log
+// line per build, not one per name.
+func TestInventedNodesLeaveQuietly(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("node-1", t0)
+	for i := range 1000 {
+		rs.put(fmt.Sprintf("invented-%04d", i), t0)
+	}
+	var events []model.Event
+	var logs bytes.Buffer
+	m := newManager(rs, &cluster{nodes: []*corev1.Node{readyNode("node-1")}}, &now, &events)
+	m.o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	m.o.ForgetAfter = 5 * time.Minute
+	require.NoError(t, m.Collect(context.Background()))
+	assert.Equal(t, map[string]bool{"node-1": true}, rs.cluster, "the ingester learns which names are real")
+
+	// node-1 keeps reporting; the invented names go silent.
+	now = t0.Add(time.Minute)
+	rs.put("node-1", now)
+	require.NoError(t, m.Collect(context.Background()))
+	var stale []model.Event
+	for _, e := range events {
+		if e.Type == model.EventNodeStale {
+			stale = append(stale, e)
+		}
+	}
+	require.Len(t, stale, 1, "one summary event")
+	assert.Equal(t, "1000", stale[0].Details["count"])
+	assert.Contains(t, stale[0].Message, "1000 nodes are stale: invented-0000, invented-0001")
+
+	now = t0.Add(6 * time.Minute)
+	rs.put("node-1", now)
+	require.NoError(t, m.Collect(context.Background()))
+	assert.Equal(t, []string{"node-1"}, slices.Collect(maps.Keys(rs.Latest())))
+	assert.Equal(t, 1, strings.Count(logs.String(), "forgot nodes"), "one log line")
+	assert.Contains(t, logs.String(), "count=1000")
+	assert.Less(t, logs.Len(), 1024)
 }

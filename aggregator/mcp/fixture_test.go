@@ -262,7 +262,7 @@ func bigSnapshot(n int) *model.MetricsSnapshot {
 		for p := range 30 {
 			ns, pod := fmt.Sprintf("ns-%d", (i+p)%20), fmt.Sprintf("pod-%05d-%02d", i, p)
 			m := &model.PodMetrics{PodName: pod, Namespace: ns, NodeName: name, Timestamp: t0, Phase: "Running", Ready: true,
-				CPUUsage: int64(10 + p), MemoryUsage: int64((i+p)%100+1) * 5 * mib, CPULimit: 500, MemoryLimit: 500 * mib,
+				CPUUsage: int64(10 + p), MemoryUsage: int64((i+p)%100+1) * 5 * mib, CPULimit: 500, MemoryLimit: 500 * mib, CPULimited: true, MemoryLimited: true,
 				CPUUsageRate: model.Rate(int64(10+p), 500), MemoryUsageRate: float64((i+p)%100 + 1), UsageSource: state.UsageMetricsServer,
 				Containers: []model.ContainerMetrics{{Name: "app", Ready: true, State: "running"}}, OwnerKind: "ReplicaSet", OwnerName: "rs"}
 			switch {

@@ -64,17 +64,21 @@ func (b *builder) buildCluster(nodes map[string]*model.NodeMetrics, pods map[str
 		if len(info.pressure) > 0 {
 			c.NodesUnderPressure++
 		}
-		c.TotalCPU += n.CPUCapacity
-		c.UsedCPU += n.CPUUsage
-		c.TotalMemory += n.MemoryCapacity
-		c.UsedMemory += n.MemoryUsage
+		// Totals saturate: agents' numbers are bounded, but a Node
+		// object's are not, and a wrapped total would turn negative.
+		c.TotalCPU = model.AddSaturating(c.TotalCPU, n.CPUCapacity)
+		c.UsedCPU = model.AddSaturating(c.UsedCPU, n.CPUUsage)
+		c.TotalMemory = model.AddSaturating(c.TotalMemory, n.MemoryCapacity)
+		c.UsedMemory = model.AddSaturating(c.UsedMemory, n.MemoryUsage)
 		total, avail := b.nodeGPUs(n)
-		c.TotalGPUs += total
-		c.AvailableGPUs += avail
+		c.TotalGPUs = addInts(c.TotalGPUs, total)
+		c.AvailableGPUs = addInts(c.AvailableGPUs, avail)
 		nodeIssues = b.checkNode(nodeIssues, n, info)
 	}
-	c.CPUUsageRate = model.Rate(c.UsedCPU, c.TotalCPU)
-	c.MemoryUsageRate = model.Rate(c.UsedMemory, c.TotalMemory)
+	// A cluster cannot use more than all of its CPU or memory; usage
+	// above capacity is counter noise or a saturated total.
+	c.CPUUsageRate = model.ClampRate(model.Rate(c.UsedCPU, c.TotalCPU))
+	c.MemoryUsageRate = model.ClampRate(model.Rate(c.UsedMemory, c.TotalMemory))
 	for _, p := range pods {
 		phase := p.Phase
 		if phase == "" {
@@ -96,8 +100,8 @@ func (b *builder) buildCluster(nodes map[string]*model.NodeMetrics, pods map[str
 		// Only running VMs hold CPU and memory on a node.
 		c.RunningVMs++
 		cpu, mem := vmAllocation(vm)
-		c.VMAllocatedCPU += cpu
-		c.VMAllocatedMemory += mem
+		c.VMAllocatedCPU = model.AddSaturating(c.VMAllocatedCPU, cpu)
+		c.VMAllocatedMemory = model.AddSaturating(c.VMAllocatedMemory, mem)
 	}
 	c.HealthStatus, c.Issues = b.assessHealth(c, nodeIssues)
 	return c
@@ -123,11 +127,14 @@ func (b *builder) nodeGPUs(n *model.NodeMetrics) (total, available int) {
 	return total, max(total-b.gpuRequested[n.NodeName], 0)
 }
 
+// addInts is AddSaturating for counts.
+func addInts(a, b int) int { return int(model.AddSaturating(int64(a), int64(b))) }
+
 func vmAllocation(vm *model.VMMetrics) (cpu, mem int64) {
 	if vm.Detail != nil {
 		return vm.Detail.AllocatedCPU, vm.Detail.AllocatedMemory
 	}
-	cpu = vm.CPU * 1000
+	cpu = model.MulSaturating(vm.CPU, 1000)
 	if q, err := resource.ParseQuantity(vm.Memory); err == nil {
 		mem = q.Value()
 	}

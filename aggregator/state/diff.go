@@ -5,16 +5,27 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
 
+// MaxNodeEvents is how many NodeStale, and how many NodeRecovered, events
+// one snapshot brings one by one. Beyond it they become one summary event
+// naming the count and the first few nodes: thousands of invented names
+// falling silent, or a NATS outage, is one event rather than a flood.
+const MaxNodeEvents = 20
+
+// summaryExamples is how many node names a summary event lists.
+const summaryExamples = 5
+
 // Diff returns the cluster events between two consecutive snapshots:
 // NodeStale when a node's agent stops reporting, NodeRecovered when a stale
-// node reports again, ClusterHealthChanged, and PodRestarting when a pod's
-// restart count rose. With no previous snapshot (start-up) there is nothing
-// to compare and no event. Events are sorted by type, node, namespace, name.
+// node reports again (each summed up in one event beyond MaxNodeEvents),
+// ClusterHealthChanged, and PodRestarting when a pod's restart count rose.
+// With no previous snapshot (start-up) there is nothing to compare and no
+// event. Events are sorted by type, node, namespace, name.
 func Diff(prev, next *model.MetricsSnapshot) []model.Event {
 	if prev == nil || next == nil {
 		return nil
@@ -41,6 +52,8 @@ func Diff(prev, next *model.MetricsSnapshot) []model.Event {
 			})
 		}
 	}
+	out = summarizeNodeEvents(out, model.EventNodeStale, "are stale", ts)
+	out = summarizeNodeEvents(out, model.EventNodeRecovered, "recovered", ts)
 	if e, ok := healthChange(prev.ClusterMetrics, next.ClusterMetrics, ts); ok {
 		out = append(out, e)
 	}
@@ -59,7 +72,37 @@ func Diff(prev, next *model.MetricsSnapshot) []model.Event {
 		return cmp.Or(cmp.Compare(a.Type, b.Type), cmp.Compare(a.Node, b.Node),
 			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
+	// Messages quote Kubernetes' own text (a pod's status reason); they are
+	// cut here so that every log line and message carrying them is bounded.
+	for i := range out {
+		out[i].Message = model.TruncateMessage(out[i].Message)
+	}
 	return out
+}
+
+// summarizeNodeEvents replaces the events of type typ in events, when there
+// are more than MaxNodeEvents, by one event that counts them and names the
+// first summaryExamples nodes in name order.
+func summarizeNodeEvents(events []model.Event, typ model.EventType, verb string, ts time.Time) []model.Event {
+	var names []string
+	severity := ""
+	for _, e := range events {
+		if e.Type == typ {
+			names = append(names, e.Node)
+			severity = e.Severity
+		}
+	}
+	if len(names) <= MaxNodeEvents {
+		return events
+	}
+	events = slices.DeleteFunc(events, func(e model.Event) bool { return e.Type == typ })
+	slices.Sort(names)
+	examples := names[:summaryExamples]
+	return append(events, model.Event{
+		Type: typ, Severity: severity, Timestamp: ts,
+		Message: fmt.Sprintf("%d nodes %s: %s and %d more", len(names), verb, strings.Join(examples, ", "), len(names)-len(examples)),
+		Details: map[string]string{"count": strconv.Itoa(len(names)), "nodes": strings.Join(examples, ",")},
+	})
 }
 
 func healthChange(prev, next *model.ClusterMetrics, ts time.Time) (model.Event, bool) {

@@ -187,28 +187,30 @@ type nodeSample struct {
 
 func (s nodeSample) at() int64 { return s.t }
 
+// newNodeSample reads n's values for history. Every float passes through
+// model.Finite: the history endpoint must always encode, and an average of
+// huge values can overflow even when each one was finite.
 func newNodeSample(n *model.NodeMetrics, now int64) nodeSample {
 	s := nodeSample{
 		t: readingTime(n.Timestamp, now), cpu: n.CPUUsage, mem: n.MemoryUsage, disk: n.DiskUsage,
-		cpuRate: n.CPUUsageRate, memRate: n.MemoryUsageRate, diskRate: n.DiskUsageRate,
+		cpuRate: model.Finite(n.CPUUsageRate), memRate: model.Finite(n.MemoryUsageRate), diskRate: model.Finite(n.DiskUsageRate),
 		healthy: n.Healthy, stale: n.Stale,
 	}
 	switch {
 	case len(n.GPUs) > 0:
 		for _, g := range n.GPUs {
-			s.gpuRate += g.UtilizationRate
-			s.gpuMem += g.MemoryUsed
+			s.gpuRate += g.UtilizationRate / float64(len(n.GPUs))
+			s.gpuMem = model.AddSaturating(s.gpuMem, g.MemoryUsed)
 		}
-		s.gpuRate /= float64(len(n.GPUs))
 	case len(n.GPUUsage) > 0:
 		for _, u := range n.GPUUsage {
-			s.gpuRate += u
+			s.gpuRate += u / float64(len(n.GPUUsage))
 		}
-		s.gpuRate /= float64(len(n.GPUUsage))
 		for _, m := range n.GPUMemoryUsed {
-			s.gpuMem += m
+			s.gpuMem = model.AddSaturating(s.gpuMem, m)
 		}
 	}
+	s.gpuRate = model.Finite(s.gpuRate)
 	return s
 }
 
@@ -231,7 +233,7 @@ func (s podSample) at() int64 { return s.t }
 func newPodSample(p *model.PodMetrics, now int64) podSample {
 	return podSample{
 		t: readingTime(p.Timestamp, now), cpu: p.CPUUsage, mem: p.MemoryUsage,
-		cpuRate: p.CPUUsageRate, memRate: p.MemoryUsageRate, restarts: p.Restarts,
+		cpuRate: model.Finite(p.CPUUsageRate), memRate: model.Finite(p.MemoryUsageRate), restarts: p.Restarts,
 	}
 }
 
@@ -243,12 +245,14 @@ func (s *podSample) point() PodPoint {
 }
 
 // readingTime is when the value was measured, so that a stale node's
-// repeated data is recognised; the snapshot's time when it is unknown.
+// repeated data is recognised; the snapshot's time when it is unknown. A
+// time after the snapshot's is held to it: history never holds a point
+// from the future, which would make every later reading look old.
 func readingTime(t time.Time, now int64) int64 {
 	if t.IsZero() {
 		return now
 	}
-	return t.UnixNano()
+	return min(t.UnixNano(), now)
 }
 
 // ring is one series: a circular buffer that grows up to its maximum.

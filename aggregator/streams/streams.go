@@ -27,8 +27,10 @@ import (
 const DedupWindow = 5 * time.Minute
 
 // EventsPerSubject bounds each node's events, so one noisy agent cannot
-// push every other node's events out of the Events stream.
-const EventsPerSubject = 10_000
+// push every other node's events out of the Events stream: at most
+// EventsPerSubject × wire.MaxEventBytes (64 MiB) of it, a quarter of the
+// default bound. A node sends a few events an hour.
+const EventsPerSubject = 1000
 
 // AutoReplicas is what a stream asks for on a NATS cluster when
 // nats.jetstream.replicas is 0.
@@ -137,9 +139,11 @@ func Definitions(c Config, replicas int) (reports, events jetstream.StreamConfig
 		MaxAge:            c.EventsMaxAge,
 		MaxMsgsPerSubject: EventsPerSubject,
 		MaxBytes:          c.EventsMaxBytes,
-		MaxMsgSize:        wire.MaxMessageBytes,
-		Duplicates:        min(DedupWindow, c.EventsMaxAge),
-		Replicas:          replicas,
+		// An event larger than the wire allows is refused by the stream
+		// itself: it is never stored, and never reaches a consumer.
+		MaxMsgSize: wire.MaxEventBytes,
+		Duplicates: min(DedupWindow, c.EventsMaxAge),
+		Replicas:   replicas,
 	}
 	return reports, events
 }

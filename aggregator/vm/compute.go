@@ -369,7 +369,7 @@ func view(e *entry, p *corev1.Pod, now time.Time) *model.VMMetrics {
 		m.Detail.PVCs = make([]string, len(e.PVCs))
 		for i, c := range e.PVCs {
 			m.Detail.PVCs[i] = c.Name
-			m.Detail.DiskCapacity += c.Capacity
+			m.Detail.DiskCapacity = model.AddSaturating(m.Detail.DiskCapacity, c.Capacity)
 		}
 	}
 	return m
@@ -415,11 +415,13 @@ func disk(e *entry, d *model.VMDetail, u *model.VMUsage, vols map[nsName]vol) {
 			}
 			used = v.stats.UsedBytes
 		}
-		capTotal += capacity
+		// Saturating: agents' volume sizes are only non-negative (a
+		// network filesystem reports 8 EiB), so two could wrap a sum.
+		capTotal = model.AddSaturating(capTotal, capacity)
 		if used != nil && capacity > 0 {
 			known = true
-			usedTotal += *used
-			measuredCap += capacity
+			usedTotal = model.AddSaturating(usedTotal, *used)
+			measuredCap = model.AddSaturating(measuredCap, capacity)
 		}
 	}
 	d.DiskCapacity = capTotal

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -340,6 +341,12 @@ func TestComputeDisk(t *testing.T) {
 				"n2": reports(testNow, fs("ns", "a", 2*gib, ptr(gib*3/2))),
 			},
 			want: ptr(75.0), used: ptr(gib * 3 / 2), capacity: 2 * gib},
+		// Network filesystems report 8 EiB: two of them saturate the
+		// sums instead of wrapping them negative. MaxInt64/MaxInt64 = 100.
+		{name: "two 8 EiB network filesystems", pvcs: []PVC{{Name: "a"}, {Name: "b"}},
+			reports: map[string]state.ReportEntry{"n1": reports(testNow,
+				fs("ns", "a", math.MaxInt64-1, ptr(int64(math.MaxInt64-1))), fs("ns", "b", math.MaxInt64-1, ptr(int64(math.MaxInt64-1))))},
+			want: ptr(100.0), used: ptr(int64(math.MaxInt64)), capacity: math.MaxInt64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

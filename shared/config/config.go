@@ -109,6 +109,21 @@ type AggregatorConfig struct {
 	ObjectMetrics bool // aggregator.object_metrics
 	// HistoryPoints bounds each node's and pod's history ring.
 	HistoryPoints int // aggregator.history_points
+	// MaxSnapshotStreams bounds the snapshot-sized HTTP answers written
+	// at once; more are refused with 429 (aggregator.max_snapshot_streams).
+	MaxSnapshotStreams int
+	// Pprof serves /debug/pprof/ on the HTTP API (aggregator.pprof).
+	Pprof bool
+	// MaxNodes caps the node names tracked from agent reports; a name
+	// with a Kubernetes Node object is admitted beyond it.
+	MaxNodes int // aggregator.max_nodes
+	// MaxClockSkew is how far ahead of the aggregator's clock an agent's
+	// timestamps may run before its messages are refused.
+	MaxClockSkew time.Duration // aggregator.max_clock_skew
+	// NodeEventRate and NodeEventBurst are each node's event allowance:
+	// events per second sustained, and how many at once.
+	NodeEventRate  float64 // aggregator.node_event_rate
+	NodeEventBurst int     // aggregator.node_event_burst
 	// DataDir holds the embedded NATS server's JetStream store
 	// (aggregator.data_dir); "" means a temporary directory removed at exit.
 	DataDir string
@@ -122,6 +137,11 @@ const (
 	DefaultBufferSize        = 100
 	DefaultStaleIntervals    = 3
 	DefaultHistoryPoints     = 1200
+	DefaultSnapshotStreams   = 4
+	DefaultMaxNodes          = 10_000
+	DefaultMaxClockSkew      = 2 * time.Minute
+	DefaultNodeEventRate     = 1.0
+	DefaultNodeEventBurst    = 30
 	DefaultPodResourcesSock  = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	DefaultServiceAccountTok = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultServiceAccountCA  = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
@@ -177,6 +197,12 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.metrics_server", true)
 	v.SetDefault("aggregator.object_metrics", true)
 	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
+	v.SetDefault("aggregator.max_snapshot_streams", DefaultSnapshotStreams)
+	v.SetDefault("aggregator.pprof", false)
+	v.SetDefault("aggregator.max_nodes", DefaultMaxNodes)
+	v.SetDefault("aggregator.max_clock_skew", int(DefaultMaxClockSkew/time.Second))
+	v.SetDefault("aggregator.node_event_rate", DefaultNodeEventRate)
+	v.SetDefault("aggregator.node_event_burst", DefaultNodeEventBurst)
 	setVMDefaults(v)
 	setJetStreamDefaults(v)
 }
@@ -216,6 +242,8 @@ var FlagKeys = map[string]string{
 	"http-addr":                        "aggregator.http_addr",
 	"kubeconfig":                       "aggregator.kubeconfig",
 	"stale-intervals":                  "aggregator.stale_intervals",
+	"max-snapshot-streams":             "aggregator.max_snapshot_streams",
+	"pprof":                            "aggregator.pprof",
 	"data-dir":                         "aggregator.data_dir",
 	"nats-stream-replicas":             "nats.jetstream.replicas",
 }
@@ -275,6 +303,8 @@ func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	fs.Int("stale-intervals", DefaultStaleIntervals, "missed agent intervals before a node is stale (aggregator.stale_intervals)")
 	fs.Bool("disable-metrics-server", false, "do not read metrics.k8s.io (aggregator.metrics_server=false)")
 	fs.Bool("disable-object-metrics", false, "leave per-node and per-pod gauges out of /metrics (aggregator.object_metrics=false)")
+	fs.Int("max-snapshot-streams", DefaultSnapshotStreams, "snapshot-sized HTTP answers written at once; more get 429 (aggregator.max_snapshot_streams)")
+	fs.Bool("pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP API; for operators, do not expose (aggregator.pprof)")
 	fs.String("data-dir", "", "directory of the embedded NATS server's JetStream store; empty = a temporary one, lost at exit (aggregator.data_dir)")
 	fs.Int("nats-stream-replicas", 0, "replicas of the JetStream streams; 0 = 3 on a NATS cluster, else 1 (nats.jetstream.replicas)")
 }
@@ -389,7 +419,13 @@ func fill(v *viper.Viper, c *Config) error {
 		MetricsServer:  v.GetBool("aggregator.metrics_server"),
 		ObjectMetrics:  v.GetBool("aggregator.object_metrics"),
 		HistoryPoints:  v.GetInt("aggregator.history_points"),
+		MaxNodes:       v.GetInt("aggregator.max_nodes"),
+		MaxClockSkew:   dur("aggregator.max_clock_skew"),
+		NodeEventRate:  v.GetFloat64("aggregator.node_event_rate"),
+		NodeEventBurst: v.GetInt("aggregator.node_event_burst"),
 	}
+	c.Aggregator.MaxSnapshotStreams = v.GetInt("aggregator.max_snapshot_streams")
+	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")
 	if err := fillVMs(v, c); err != nil {
 		errs = append(errs, err)
 	}

@@ -78,6 +78,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 		key  string
 	}{
 		{[]string{"--interval", "100ms"}, "metrics.collect_interval"},
+		{[]string{"--interval", "2h"}, "metrics.collect_interval"},
 		{[]string{"--nats-subject-prefix", "a.*"}, "nats.subject_prefix"},
 		{[]string{"--nats-url", "::nope"}, "nats.url"},
 		{[]string{"--nats-token", "t", "--nats-user", "u"}, "nats.token"},
@@ -124,6 +125,89 @@ func TestAggregatorFlags(t *testing.T) {
 	errs := cfg.ValidateAggregator()
 	require.Len(t, errs, 1)
 	assert.Contains(t, errs[0].Error(), "aggregator.stale_intervals")
+}
+
+// TestHTTPDefenceKeys: the snapshot stream limit and pprof switch load
+// from defaults, file, environment and flags, and a limit out of range is
+// refused by name.
+func TestHTTPDefenceKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("aggregator:\n  max_snapshot_streams: 7\n"), 0o600))
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		streams int
+		pprof   bool
+		badKey  string
+	}{
+		{name: "defaults", streams: DefaultSnapshotStreams},
+		{name: "file", args: []string{"--config", path}, streams: 7},
+		{name: "env", env: map[string]string{"K8SMON_AGGREGATOR_PPROF": "true", "K8SMON_AGGREGATOR_MAX_SNAPSHOT_STREAMS": "2"}, streams: 2, pprof: true},
+		{name: "flags beat file", args: []string{"--config", path, "--pprof", "--max-snapshot-streams", "9"}, streams: 9, pprof: true},
+		{name: "zero refused", args: []string{"--max-snapshot-streams", "0"}, badKey: "aggregator.max_snapshot_streams"},
+		{name: "too many refused", args: []string{"--max-snapshot-streams", "100000"}, badKey: "aggregator.max_snapshot_streams"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+			RegisterAggregatorFlags(fs)
+			require.NoError(t, fs.Parse(tt.args))
+			cfg, err := Load(fs)
+			require.NoError(t, err)
+			errs := cfg.ValidateAggregator()
+			if tt.badKey != "" {
+				require.Len(t, errs, 1)
+				assert.Contains(t, errs[0].Error(), tt.badKey)
+				return
+			}
+			assert.Empty(t, errs)
+			assert.Equal(t, tt.streams, cfg.Aggregator.MaxSnapshotStreams)
+			assert.Equal(t, tt.pprof, cfg.Aggregator.Pprof)
+		})
+	}
+}
+
+func TestAgentMessageLimits(t *testing.T) {
+	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+	RegisterAggregatorFlags(fs)
+	require.NoError(t, fs.Parse(nil))
+	cfg, err := Load(fs)
+	require.NoError(t, err)
+	assert.Equal(t, 10_000, cfg.Aggregator.MaxNodes)
+	assert.Equal(t, 2*time.Minute, cfg.Aggregator.MaxClockSkew)
+	assert.Equal(t, 1.0, cfg.Aggregator.NodeEventRate)
+	assert.Equal(t, 30, cfg.Aggregator.NodeEventBurst)
+
+	t.Setenv("K8SMON_AGGREGATOR_MAX_CLOCK_SKEW", "30s")
+	t.Setenv("K8SMON_AGGREGATOR_MAX_NODES", "500")
+	cfg, err = Load(fs)
+	require.NoError(t, err)
+	assert.Equal(t, 30*time.Second, cfg.Aggregator.MaxClockSkew)
+	assert.Equal(t, 500, cfg.Aggregator.MaxNodes)
+
+	tests := []struct {
+		key    string
+		mutate func(*AggregatorConfig)
+	}{
+		{"aggregator.max_nodes", func(a *AggregatorConfig) { a.MaxNodes = 0 }},
+		{"aggregator.max_clock_skew", func(a *AggregatorConfig) { a.MaxClockSkew = -time.Second }},
+		{"aggregator.max_clock_skew", func(a *AggregatorConfig) { a.MaxClockSkew = 2 * time.Hour }},
+		{"aggregator.node_event_rate", func(a *AggregatorConfig) { a.NodeEventRate = 0 }},
+		{"aggregator.node_event_burst", func(a *AggregatorConfig) { a.NodeEventBurst = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			c := *cfg
+			tt.mutate(&c.Aggregator)
+			errs := c.ValidateAggregator()
+			require.Len(t, errs, 1)
+			assert.Contains(t, errs[0].Error(), tt.key)
+		})
+	}
 }
 
 func TestParseSeconds(t *testing.T) {

@@ -9,10 +9,17 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
 
-// Limits on durations, so that a typo (15ms for 15s) fails at start.
+// Limits on durations, so that a typo (15ms for 15s) fails at start. The
+// interval's bounds are those the aggregator accepts in a report's
+// intervalSeconds.
 const (
-	MinCollectInterval = time.Second
+	MinCollectInterval = wire.MinInterval
+	MaxCollectInterval = wire.MaxInterval
 	MaxCacheRetention  = 7 * 24 * time.Hour
+	// MaxSnapshotStreams caps aggregator.max_snapshot_streams: each stream
+	// may hold one build's encoded snapshot.
+	MaxSnapshotStreams = 256
+	MaxClockSkew       = time.Hour
 )
 
 // Validate checks the parts both binaries use; each message names its key.
@@ -21,8 +28,8 @@ func (c *Config) Validate() []error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
-	if c.Metrics.CollectInterval < MinCollectInterval {
-		bad("metrics.collect_interval", "%s is below the minimum of %s", c.Metrics.CollectInterval, MinCollectInterval)
+	if c.Metrics.CollectInterval < MinCollectInterval || c.Metrics.CollectInterval > MaxCollectInterval {
+		bad("metrics.collect_interval", "%s is outside %s..%s", c.Metrics.CollectInterval, MinCollectInterval, MaxCollectInterval)
 	}
 	if c.Metrics.CacheRetention < 0 || c.Metrics.CacheRetention > MaxCacheRetention {
 		bad("metrics.cache_retention", "%s is outside 0..%s", c.Metrics.CacheRetention, MaxCacheRetention)
@@ -106,6 +113,21 @@ func (c *Config) ValidateAggregator() []error {
 	}
 	if g.HistoryPoints < 1 {
 		bad("aggregator.history_points", "%d must be at least 1", g.HistoryPoints)
+	}
+	if g.MaxSnapshotStreams < 1 || g.MaxSnapshotStreams > MaxSnapshotStreams {
+		bad("aggregator.max_snapshot_streams", "%d is outside 1..%d", g.MaxSnapshotStreams, MaxSnapshotStreams)
+	}
+	if g.MaxNodes < 1 {
+		bad("aggregator.max_nodes", "%d must be at least 1", g.MaxNodes)
+	}
+	if g.MaxClockSkew < 0 || g.MaxClockSkew > MaxClockSkew {
+		bad("aggregator.max_clock_skew", "%s is outside 0..%s", g.MaxClockSkew, MaxClockSkew)
+	}
+	if !(g.NodeEventRate > 0) {
+		bad("aggregator.node_event_rate", "%v must be above 0", g.NodeEventRate)
+	}
+	if g.NodeEventBurst < 1 {
+		bad("aggregator.node_event_burst", "%d must be at least 1", g.NodeEventBurst)
 	}
 	errs = append(errs, c.validateJetStream()...)
 	return append(errs, c.validateVMs()...)

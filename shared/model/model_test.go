@@ -2,7 +2,10 @@ package model
 
 import (
 	"encoding/json"
+	"math"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -182,4 +185,60 @@ func TestJSONNames(t *testing.T) {
 		"totalMemory", "usedMemory", "memoryUsageRate", "totalGPUs", "availableGPUs", "healthStatus", "issues"} {
 		assert.Contains(t, m, k)
 	}
+}
+
+func TestTruncate(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		n    int
+		want string
+	}{
+		{"short", "disk full", 20, "disk full"},
+		{"exact", "abcdef", 6, "abcdef"},
+		{"cut with ellipsis", "abcdefgh", 6, "abc…"},
+		{"never splits a rune", "aé€é", 6, "aé…"},
+		{"limit below the ellipsis", "abcdef", 2, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Truncate(tt.in, tt.n)
+			assert.Equal(t, tt.want, got)
+			assert.LessOrEqual(t, len(got), tt.n)
+			assert.True(t, utf8.ValidString(got))
+		})
+	}
+	long := strings.Repeat("x", 1<<20)
+	assert.Len(t, TruncateMessage(long), MaxEventMessageBytes)
+}
+
+func TestSaturatingArithmetic(t *testing.T) {
+	tests := []struct {
+		name      string
+		a, b      int64
+		sum, prod int64
+	}{
+		{"small", 3, 4, 7, 12},
+		{"max plus max", math.MaxInt64, math.MaxInt64, math.MaxInt64, math.MaxInt64},
+		{"max plus one", math.MaxInt64, 1, math.MaxInt64, math.MaxInt64},
+		{"min plus min", math.MinInt64, math.MinInt64, math.MinInt64, math.MaxInt64},
+		{"mixed signs never saturate", math.MaxInt64, math.MinInt64, -1, math.MinInt64},
+		{"min times minus one", math.MinInt64, -1, math.MinInt64, math.MaxInt64},
+		{"zero", 0, math.MaxInt64, math.MaxInt64, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.sum, AddSaturating(tt.a, tt.b))
+			assert.Equal(t, tt.prod, MulSaturating(tt.a, tt.b))
+		})
+	}
+}
+
+func TestFinite(t *testing.T) {
+	assert.Equal(t, 42.5, Finite(42.5))
+	assert.Equal(t, 0.0, Finite(math.NaN()))
+	assert.Equal(t, 0.0, Finite(math.Inf(1)))
+	assert.Equal(t, 0.0, Finite(math.Inf(-1)))
+	huge := math.MaxFloat64
+	assert.Equal(t, 0.0, Finite(huge+huge), "an overflowed sum")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
@@ -33,6 +34,18 @@ var (
 	ErrKind      = errors.New("wire: unexpected kind")
 	ErrMismatch  = errors.New("wire: subject and payload disagree")
 	ErrSubject   = errors.New("wire: bad subject")
+	// ErrRange means a number, timestamp or field is outside the bounds
+	// of validate.go: negative, not finite, or beyond physical sense.
+	ErrRange = errors.New("wire: value out of range")
+	// ErrFuture means a timestamp is further ahead of the reader's clock
+	// than the allowed skew.
+	ErrFuture = errors.New("wire: timestamp in the future")
+	// ErrInterval means a report's intervalSeconds is outside
+	// MinInterval..MaxInterval.
+	ErrInterval = errors.New("wire: report interval out of range")
+	// ErrCustomMetrics means a node's customMetrics are nested too deep
+	// or hold too many values or bytes.
+	ErrCustomMetrics = errors.New("wire: custom metrics too large")
 )
 
 // Envelope wraps every message.
@@ -66,9 +79,22 @@ func EncodeReport(r *model.NodeReport) ([]byte, error) {
 	return Encode(KindNodeReport, r.NodeName, r.Timestamp, r)
 }
 
-// EncodeEvent wraps a node event (kind KindNodeEvent) or a cluster event.
+// EncodeEvent wraps a node event (kind KindNodeEvent) or a cluster event,
+// its message and details values cut to model.MaxEventMessageBytes; e
+// itself is not changed.
 func EncodeEvent(kind, sender string, e *model.Event) ([]byte, error) {
-	return Encode(kind, sender, e.Timestamp, e)
+	out := *e
+	out.Message = model.TruncateMessage(e.Message)
+	for _, v := range e.Details {
+		if len(v) > model.MaxEventMessageBytes {
+			out.Details = maps.Clone(e.Details)
+			for k, v := range out.Details {
+				out.Details[k] = model.TruncateMessage(v)
+			}
+			break
+		}
+	}
+	return Encode(kind, sender, e.Timestamp, &out)
 }
 
 // DecodeEnvelope checks size, JSON shape, schema and kind.
@@ -105,10 +131,17 @@ type reportEnvelope struct {
 	Payload *model.NodeReport `json:"payload"`
 }
 
-// DecodeReport decodes a node report received on subject under prefix and
+// DecodeReport decodes a node report received on subject under prefix,
 // checks that the subject's node, the envelope's sender and the report's
-// node name agree.
+// node name agree, and validates the report with a zero Clock (no check
+// against the present).
 func DecodeReport(prefix, subject string, data []byte) (*model.NodeReport, error) {
+	return DecodeReportAt(prefix, subject, data, Clock{})
+}
+
+// DecodeReportAt is DecodeReport that also refuses timestamps further
+// ahead of c.Now than c.MaxSkew.
+func DecodeReportAt(prefix, subject string, data []byte, c Clock) (*model.NodeReport, error) {
 	node, err := NodeFromSubject(prefix, subject)
 	if err != nil {
 		return nil, err
@@ -145,16 +178,29 @@ func DecodeReport(prefix, subject string, data []byte) (*model.NodeReport, error
 	if r.Timestamp.IsZero() {
 		return nil, fmt.Errorf("%w: node report without timestamp", ErrMalformed)
 	}
+	if err := c.check("sentAt", env.SentAt); err != nil {
+		return nil, err
+	}
+	if err := ValidateReport(r, c); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
-// DecodeNodeEvent decodes a node event received on subject under prefix.
+// DecodeNodeEvent decodes a node event received on subject under prefix
+// and validates it with a zero Clock.
 func DecodeNodeEvent(prefix, subject string, data []byte) (*model.Event, error) {
+	return DecodeNodeEventAt(prefix, subject, data, Clock{})
+}
+
+// DecodeNodeEventAt is DecodeNodeEvent that also refuses timestamps
+// further ahead of c.Now than c.MaxSkew.
+func DecodeNodeEventAt(prefix, subject string, data []byte, c Clock) (*model.Event, error) {
 	node, err := NodeFromSubject(prefix, subject)
 	if err != nil {
 		return nil, err
 	}
-	e, err := decodeEvent(data, KindNodeEvent)
+	e, err := decodeEvent(data, KindNodeEvent, c)
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +210,15 @@ func DecodeNodeEvent(prefix, subject string, data []byte) (*model.Event, error) 
 	return e, nil
 }
 
-// DecodeClusterEvent decodes a cluster event.
+// DecodeClusterEvent decodes and validates a cluster event.
 func DecodeClusterEvent(data []byte) (*model.Event, error) {
-	return decodeEvent(data, KindClusterEvent)
+	return decodeEvent(data, KindClusterEvent, Clock{})
 }
 
-func decodeEvent(data []byte, kind string) (*model.Event, error) {
+func decodeEvent(data []byte, kind string, c Clock) (*model.Event, error) {
+	if len(data) > MaxEventBytes {
+		return nil, fmt.Errorf("%w: event of %d bytes, limit %d", ErrTooLarge, len(data), MaxEventBytes)
+	}
 	env, err := DecodeEnvelope(data, kind)
 	if err != nil {
 		return nil, err
@@ -180,6 +229,12 @@ func decodeEvent(data []byte, kind string) (*model.Event, error) {
 	}
 	if e.Type == "" {
 		return nil, fmt.Errorf("%w: event without type", ErrMalformed)
+	}
+	if err := c.check("sentAt", env.SentAt); err != nil {
+		return nil, err
+	}
+	if err := ValidateEvent(&e, c); err != nil {
+		return nil, err
 	}
 	return &e, nil
 }

@@ -40,7 +40,7 @@ func AllNodeReports(prefix string) string { return prefix + ".node.*.report" }
 func AllNodeEvents(prefix string) string { return prefix + ".node.*.event" }
 
 // NodeFromSubject returns the node name carried by a node report or event
-// subject under prefix.
+// subject under prefix; a name longer than Kubernetes allows is ErrSubject.
 func NodeFromSubject(prefix, subject string) (string, error) {
 	rest, ok := strings.CutPrefix(subject, prefix+".node.")
 	if !ok {
@@ -49,6 +49,9 @@ func NodeFromSubject(prefix, subject string) (string, error) {
 	token, kind, ok := strings.Cut(rest, ".")
 	if !ok || token == "" || (kind != "report" && kind != "event") {
 		return "", fmt.Errorf("%w: %q is not <prefix>.node.<node>.report|event", ErrSubject, subject)
+	}
+	if len(token) > MaxNodeNameBytes {
+		return "", fmt.Errorf("%w: node name of %d bytes, limit %d", ErrSubject, len(token), MaxNodeNameBytes)
 	}
 	return NodeFromToken(token), nil
 }

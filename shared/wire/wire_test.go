@@ -24,10 +24,13 @@ func TestSubjects(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, n, got)
 
-	for _, bad := range []string{"k8smon.node.x", "k8smon.node..report", "other.node.x.report", "k8smon.node.x.metrics", "k8smon.node.x.report.extra"} {
+	for _, bad := range []string{"k8smon.node.x", "k8smon.node..report", "other.node.x.report", "k8smon.node.x.metrics", "k8smon.node.x.report.extra",
+		"k8smon.node." + strings.Repeat("n", MaxNodeNameBytes+1) + ".report"} {
 		_, err := NodeFromSubject("k8smon", bad)
 		assert.ErrorIs(t, err, ErrSubject, bad)
 	}
+	_, err = NodeFromSubject("k8smon", "k8smon.node."+strings.Repeat("n", MaxNodeNameBytes)+".event")
+	require.NoError(t, err, "the longest node name Kubernetes allows")
 	require.NoError(t, ValidPrefix("acme.k8smon"))
 	for _, bad := range []string{"", "a..b", "a b", "k8s*", ">"} {
 		assert.Error(t, ValidPrefix(bad), bad)
@@ -111,18 +114,43 @@ func TestEvents(t *testing.T) {
 	require.ErrorIs(t, err, ErrMalformed, "an event needs a type")
 }
 
+// FuzzDecode feeds the decoders arbitrary subjects and bytes and checks
+// what any accepted message holds (see acceptedProblem).
 func FuzzDecode(f *testing.F) {
 	good, _ := EncodeReport(sampleReport("n1"))
 	ev, _ := EncodeEvent(KindNodeEvent, "n1", &model.Event{Type: model.EventAgentStarted, Node: "n1", Timestamp: at})
 	f.Add("k8smon.node.n1.report", good)
 	f.Add("k8smon.node.n1.event", ev)
 	f.Add("k8smon.node.n1.report", []byte(`{"schema":"k8smon/v1"}`))
+	for _, seed := range propertySeeds(f) {
+		f.Add("k8smon.node.n1.report", seed)
+		f.Add("k8smon.node.n1.event", seed)
+	}
+	clock := Clock{Now: at, MaxSkew: time.Minute}
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		r, err := DecodeReport("k8smon", subject, data)
 		if err == nil && (r.NodeName == "" || r.Timestamp.IsZero()) {
 			t.Fatalf("accepted a report without name or timestamp: %+v", r)
 		}
-		_, _ = DecodeNodeEvent("k8smon", subject, data)
-		_, _ = DecodeClusterEvent(data)
+		if err == nil {
+			if p := reportProblem(r, Clock{}); p != "" {
+				t.Fatal(p)
+			}
+		}
+		if r, err := DecodeReportAt("k8smon", subject, data, clock); err == nil {
+			if p := reportProblem(r, clock); p != "" {
+				t.Fatal(p)
+			}
+		}
+		if e, err := DecodeNodeEventAt("k8smon", subject, data, clock); err == nil {
+			if p := eventProblem(e, clock); p != "" {
+				t.Fatal(p)
+			}
+		}
+		if e, err := DecodeClusterEvent(data); err == nil {
+			if p := eventProblem(e, Clock{}); p != "" {
+				t.Fatal(p)
+			}
+		}
 	})
 }
