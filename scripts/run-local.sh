@@ -9,7 +9,8 @@ INTERVAL=${INTERVAL:-5}
 
 make --no-print-directory build >/dev/null
 mkdir -p .cache
-./bin/aggregator --http-addr "$HTTP_ADDR" --nats-listen "$NATS_ADDR" --interval "$INTERVAL" >.cache/aggregator.log 2>&1 &
+# The JetStream store in .cache/jetstream keeps reports and history across runs.
+./bin/aggregator --http-addr "$HTTP_ADDR" --nats-listen "$NATS_ADDR" --interval "$INTERVAL" --data-dir .cache/jetstream >.cache/aggregator.log 2>&1 &
 agg=$!
 trap 'kill $agg ${agent:-} 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 
