@@ -434,21 +434,39 @@ func (a *aggregator) restored(ctx context.Context) bool {
 func (a *aggregator) awaiting(what string) { a.startup.Store(&what) }
 
 // readiness adds start-up and NATS's reachability to the store's own
-// readiness: not ready until the streams exist and the Reports stream has
+// probes: not ready until the streams exist and the Reports stream has
 // been replayed; ready but degraded, still serving, while NATS is
-// unreachable.
+// unreachable. Start-up is alive however long it takes (an external NATS
+// that does not answer yet, a long window to replay): the store's "no
+// snapshot built for …" applies once snapshots are built.
 type readiness struct {
 	*state.Store
 	a *aggregator
 }
 
-// Ready implements api.Provider.
-func (r readiness) Ready() (bool, string) {
+// starting says what start-up awaits, "" once the restore is done.
+func (r readiness) starting() string {
 	ing := r.a.ingReady.Load()
 	if ing == nil {
-		return false, *r.a.startup.Load()
+		return *r.a.startup.Load()
 	}
 	if restoring, why := ing.Restoring(); restoring {
+		return why
+	}
+	return ""
+}
+
+// Healthy implements api.Provider.
+func (r readiness) Healthy() (bool, string) {
+	if why := r.starting(); why != "" {
+		return true, why
+	}
+	return r.Store.Healthy()
+}
+
+// Ready implements api.Provider.
+func (r readiness) Ready() (bool, string) {
+	if why := r.starting(); why != "" {
 		return false, why
 	}
 	ok, why := r.Store.Ready()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -573,4 +574,42 @@ func TestRestartRestoresNodesAndHistory(t *testing.T) {
 	var cluster model.ClusterMetrics
 	require.Equal(t, http.StatusOK, getJSON(t, base+"/api/v1/metrics/cluster", &cluster))
 	assert.Equal(t, 2, cluster.TotalNodes)
+}
+
+// TestExternalNATSLateAtStart: the external NATS does not answer for
+// longer than the store's liveness limit (three intervals). The aggregator
+// stays alive (/healthz 200), says why it is not ready (/readyz 503), and
+// becomes ready once NATS with JetStream is there.
+func TestExternalNATSLateAtStart(t *testing.T) {
+	noCluster(t)
+	port := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}()
+	cfg := loadConfig(t, "--http-addr", "127.0.0.1:0", "--interval", "1", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port))
+	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
+	require.NoError(t, err)
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), ln, nil) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	// Beyond three intervals without a snapshot, start-up is still alive.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		code, body := get(t, base+"/healthz")
+		require.Equal(t, http.StatusOK, code, "alive while NATS is awaited: %s", body)
+		code, body = get(t, base+"/readyz")
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Contains(t, string(body), "connecting to NATS and creating the JetStream streams")
+		time.Sleep(200 * time.Millisecond) // the probes' pace, not a wait for a result
+	}
+
+	s, err := natsserver.Start(config.NATSConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port)}, slog.New(slog.DiscardHandler), natsserver.JetStream(t.TempDir()))
+	require.NoError(t, err)
+	defer s.Shutdown()
+	require.Eventually(t, func() bool { code, _ := get(t, base+"/readyz"); return code == http.StatusOK }, 30*time.Second, 50*time.Millisecond)
 }
