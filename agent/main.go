@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -130,7 +129,7 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 	defer stop()
 	logger = logger.With("node", cfg.Agent.NodeName)
 	logger.Info("agent starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval,
-		"nats", redact(cfg.NATS.URL), "hostRoot", cfg.Agent.HostRoot, "kubelet", cfg.Agent.Kubelet.URL)
+		"nats", config.RedactURLs(cfg.NATS.URL), "natsCredential", cfg.NATS.CredentialKind(), "hostRoot", cfg.Agent.HostRoot, "kubelet", config.RedactURLs(cfg.Agent.Kubelet.URL))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -169,14 +168,4 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 		logger.Warn("closing NATS", "error", cerr)
 	}
 	return err
-}
-
-// redact keeps credentials in a NATS URL out of the logs.
-func redact(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***" + u[i:]
-		}
-	}
-	return u
 }

@@ -83,8 +83,3 @@ func TestLoopNeedsNATS(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut.String(), "--nats-url")
 }
-
-func TestRedact(t *testing.T) {
-	assert.Equal(t, "nats://***@host:4222", redact("nats://user:secret@host:4222"))
-	assert.Equal(t, "nats://host:4222", redact("nats://host:4222"))
-}

@@ -147,6 +147,7 @@ type aggregator struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	id     string
+	ident  *identity
 
 	httpSrv  *http.Server
 	embedded *natsserver.Server
@@ -202,6 +203,10 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 
 	extra := prometheus.NewRegistry()
 	extra.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Identity (kubernetes modes of NATS and HTTP) before either serves.
+	if a.ident, err = newIdentity(ctx, a.cfg, a.logger, extra); err != nil {
+		return err
+	}
 	history := state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints)
 	store := state.NewStore(state.StoreOptions{
 		History:    history,
@@ -262,6 +267,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			openapi.RegisterRoutes(mux)
 		},
 	})
+	handler = a.ident.http(handler)
 	a.httpSrv = api.NewServer(handler, api.ServerOptions{Logger: a.logger.With("component", "http"), Registerer: extra})
 	g.Go(func() error {
 		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -285,7 +291,7 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group, extra *pr
 		if err != nil {
 			return err
 		}
-		srv, err := natsserver.Start(a.cfg.NATS, a.logger, natsserver.JetStream(dir))
+		srv, err := natsserver.Start(a.cfg.NATS, a.logger, append(a.ident.natsOptions(), natsserver.JetStream(dir))...)
 		if err != nil {
 			return err
 		}
@@ -304,6 +310,9 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group, extra *pr
 		return err
 	}
 	a.link, a.nc, a.ncClosed = link, link.Conn(), closed
+	if err := a.ident.serveCallout(a.nc); err != nil {
+		return err
+	}
 	g.Go(func() error { return a.watchNATS(ctx) })
 	return nil
 }

@@ -50,13 +50,26 @@ expect_ok() {
 
 template() {
 	echo "== helm template"
-	# The default install: a generated token, stable only through lookup.
+	# The default install: kubernetes identities, no secret, the same
+	# objects on every render (GitOps).
 	expect_ok
+	"$helm" template t "$chart" -n t >"$tmp/again.yaml"
+	cmp -s "$tmp/out.yaml" "$tmp/again.yaml" || {
+		echo "FAIL: two renders with the default values differ"
+		diff -u "$tmp/out.yaml" "$tmp/again.yaml" | head -20
+		return 1
+	}
+	echo "ok: the default render is the same every time"
+	# A shared token: generated when not given, kept across upgrades by lookup.
+	expect_ok --set nats.auth.type=token
 	grep -q '^  token: ' "$tmp/out.yaml"
+	expect_ok --set aggregator.httpAuth=none --set networkPolicy.enabled=false
+	expect_ok --set nats.auth.enabled=false
+	expect_ok --set 'rbac.readers[0].kind=Group' --set 'rbac.readers[0].name=sre' --set 'rbac.readers[0].apiGroup=rbac.authorization.k8s.io'
 	for f in "${values_files[@]}"; do
 		expect_ok -f "$f"
 	done
-	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.existingSecret=s --set aggregator.replicaCount=2
+	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.type=token --set nats.auth.existingSecret=s --set aggregator.replicaCount=2
 	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.enabled=false
 	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.type=creds --set nats.auth.existingSecret=s
 	expect_ok --set agent.gpu.enabled=true --set agent.gpu.runtimeClassName=
@@ -78,8 +91,12 @@ template() {
 	expect_fail "at '/vms/custom/0/resource'" --set 'vms.custom[0].name=w' --set 'vms.custom[0].version=v1' --set 'vms.custom[0].resource=Wukongs'
 	expect_fail "at '/nats/url'" --set nats.url=nats.nats.svc:4222
 	expect_fail "set nats.tls.certSecret" --set nats.tls.enabled=true
-	expect_fail "set nats.auth.existingSecret" --set nats.url=nats://nats:4222
+	expect_fail "set nats.auth.existingSecret" --set nats.url=nats://nats:4222 --set nats.auth.type=token
+	expect_fail "nats.auth.type=kubernetes with an external NATS (nats.url): the aggregator serves the server's auth callout" --set nats.url=nats://nats:4222
 	expect_fail "nats.auth.type=creds needs an operator-configured NATS server" --set nats.auth.type=creds
+	expect_fail "at '/nats/auth/kubernetes/expirationSeconds'" --set nats.auth.kubernetes.expirationSeconds=60
+	expect_fail "at '/aggregator/httpAuth'" --set aggregator.httpAuth=basic
+	expect_fail "at '/rbac/readers/0/kind'" --set 'rbac.readers[0].kind=Robot' --set 'rbac.readers[0].name=x'
 
 	# NOTES.txt: helm renders it only on install, which needs a cluster;
 	# render it through tpl in a copy of the chart instead.
@@ -96,8 +113,12 @@ data:
 NOTES
 	"$helm" template mon "$tmp/chart" -n obs --show-only templates/zz-notes.yaml >"$tmp/notes.yaml"
 	for want in "port-forward svc/mon-k8s-llm-monitor-aggregator 8080:8080" \
-		"curl -s localhost:8080/api/v1/metrics/cluster" \
-		"get secret mon-k8s-llm-monitor-nats" "sub 'k8smon.node.*.event'"; do
+		"TOKEN=\$(kubectl -n obs create token mon-reader)" \
+		"--clusterrole=mon-k8s-llm-monitor-reader --serviceaccount=obs:mon-reader" \
+		"curl -s -H \"Authorization: Bearer \$TOKEN\" localhost:8080/api/v1/metrics/cluster" \
+		"create token mon-reader --audience k8s-llm-monitor" \
+		"--token \"\$NATS_TOKEN\" sub 'k8smon.node.*.event'" \
+		"pod-security.kubernetes.io/enforce=privileged"; do
 		grep -qF -- "$want" "$tmp/notes.yaml" || {
 			echo "FAIL: NOTES.txt does not say: $want"
 			cat "$tmp/notes.yaml"

@@ -112,6 +112,12 @@ func (c *Cluster) host() string {
 	return "(client without REST config)"
 }
 
+// LoadRESTConfig resolves the client configuration as Connect does (the
+// kubeconfig given, in-cluster, then $KUBECONFIG or ~/.kube/config) and
+// says where it came from, for other clients of the same cluster. Without
+// any, the error wraps ErrStandalone.
+func LoadRESTConfig(kubeconfig string) (*rest.Config, string, error) { return restConfig(kubeconfig) }
+
 // restConfig resolves the client configuration and says where it came from.
 func restConfig(kubeconfig string) (*rest.Config, string, error) {
 	if kubeconfig != "" {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -93,6 +94,7 @@ type Manager struct {
 	nodeUsage map[string]state.Usage
 	msStatus  *model.SourceStatus
 	lastPoll  time.Time
+	held      int // reports held apart at the last Collect
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -186,6 +188,9 @@ func (m *Manager) Collect(ctx context.Context) error {
 			Reason: "standalone mode: no cluster configured or reachable; nodes and pods come from agents only"}
 	}
 	m.forgetGone(&in, clusterNodes)
+	if m.o.Cluster != nil {
+		m.holdApart(&in)
+	}
 	var vmEvents []model.Event
 	if m.o.VMs != nil {
 		in.VMs, vmEvents = m.o.VMs.VMs(in.Pods, in.PodUsage, in.Reports, now)
@@ -227,6 +232,38 @@ func (m *Manager) forgetGone(in *state.Inputs, clusterNodes map[string]bool) {
 	slices.Sort(gone)
 	m.o.Logger.Info("forgot nodes whose agent is silent and which have no Node object",
 		"count", len(gone), "nodes", gone[:min(len(gone), forgetExamples)], "silentFor", m.o.ForgetAfter)
+}
+
+// MaxHeldReports bounds the reports held apart for nodes without a Node
+// object; beyond it the oldest are forgotten.
+const MaxHeldReports = 1000
+
+// holdApart takes the reports of nodes that have no Node object out of the
+// build, so that no agent can make a node appear by naming it: they enter
+// snapshots, history and metrics once the Node exists. At most
+// MaxHeldReports are kept, newest first; forgetGone drops silent ones.
+func (m *Manager) holdApart(in *state.Inputs) {
+	known := make(map[string]bool, len(in.Nodes))
+	for _, n := range in.Nodes {
+		known[n.Name] = true
+	}
+	var held []string
+	for name := range in.Reports {
+		if !known[name] {
+			held = append(held, name)
+		}
+	}
+	sort.Slice(held, func(i, j int) bool { return in.Reports[held[i]].ReceivedAt.After(in.Reports[held[j]].ReceivedAt) })
+	for i, name := range held {
+		if i >= MaxHeldReports {
+			m.o.Reports.Forget(name)
+		}
+		delete(in.Reports, name)
+	}
+	if len(held) != m.held {
+		m.o.Logger.Info("reports held apart: no Node object of that name", "held", len(held), "newest", held[:min(len(held), 5)])
+		m.held = len(held)
+	}
 }
 
 // GetLatestSnapshot returns the current snapshot, nil before the first one.

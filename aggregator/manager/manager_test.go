@@ -290,12 +290,14 @@ func TestForgetSilentNodesWithoutObject(t *testing.T) {
 	m.o.ForgetAfter = 5 * time.Minute
 	require.NoError(t, m.Collect(context.Background()))
 	_, err := m.GetNodeMetrics("gone")
-	require.NoError(t, err, "silent for less than ForgetAfter: kept, stale")
+	require.ErrorIs(t, err, ErrNotFound, "no Node object: held apart, not in the snapshot")
+	assert.Contains(t, rs.Latest(), "gone", "silent for less than ForgetAfter: kept")
 
 	now = t0.Add(6 * time.Minute)
 	require.NoError(t, m.Collect(context.Background()))
 	_, err = m.GetNodeMetrics("gone")
 	require.ErrorIs(t, err, ErrNotFound)
+	assert.NotContains(t, rs.Latest(), "gone", "silent for ForgetAfter: forgotten")
 	n, err := m.GetNodeMetrics("node-1")
 	require.NoError(t, err, "a node with a Node object keeps its last report")
 	assert.True(t, n.Stale)
@@ -303,8 +305,44 @@ func TestForgetSilentNodesWithoutObject(t *testing.T) {
 }
 
 // A flood of invented names that fall silent costs one event and one log
-// line per build, not one per name.
+// line per build, not one per name. Standalone, where no Node objects hold
+// such names apart, they do enter snapshots and go stale.
 func TestInventedNodesLeaveQuietly(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("node-1", t0)
+	for i := range 1000 {
+		rs.put(fmt.Sprintf("invented-%04d", i), t0)
+	}
+	var events []model.Event
+	var logs bytes.Buffer
+	m := newManager(rs, nil, &now, &events)
+	m.o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	m.o.ForgetAfter = 5 * time.Minute
+	require.NoError(t, m.Collect(context.Background()))
+
+	// node-1 keeps reporting; the invented names go silent.
+	now = t0.Add(time.Minute)
+	rs.put("node-1", now)
+	require.NoError(t, m.Collect(context.Background()))
+	stale := eventsOf(events, model.EventNodeStale)
+	require.Len(t, stale, 1, "one summary event")
+	assert.Equal(t, "1000", stale[0].Details["count"])
+	assert.Contains(t, stale[0].Message, "1000 nodes are stale: invented-0000, invented-0001")
+
+	now = t0.Add(6 * time.Minute)
+	rs.put("node-1", now)
+	require.NoError(t, m.Collect(context.Background()))
+	assert.Equal(t, []string{"node-1"}, slices.Collect(maps.Keys(rs.Latest())))
+	assert.Equal(t, 1, strings.Count(logs.String(), "forgot nodes"), "one log line")
+	assert.Contains(t, logs.String(), "count=1000")
+	assert.Less(t, logs.Len(), 1024)
+}
+
+// In cluster mode the ingester learns which names are real, and invented
+// names, held apart, never reach a snapshot: no stale events at all, and
+// they are forgotten in one log line.
+func TestInventedNodesInClusterMode(t *testing.T) {
 	now := t0
 	rs := &reports{m: map[string]state.ReportEntry{}}
 	rs.put("node-1", t0)
@@ -319,25 +357,72 @@ func TestInventedNodesLeaveQuietly(t *testing.T) {
 	require.NoError(t, m.Collect(context.Background()))
 	assert.Equal(t, map[string]bool{"node-1": true}, rs.cluster, "the ingester learns which names are real")
 
-	// node-1 keeps reporting; the invented names go silent.
 	now = t0.Add(time.Minute)
 	rs.put("node-1", now)
 	require.NoError(t, m.Collect(context.Background()))
-	var stale []model.Event
-	for _, e := range events {
-		if e.Type == model.EventNodeStale {
-			stale = append(stale, e)
-		}
-	}
-	require.Len(t, stale, 1, "one summary event")
-	assert.Equal(t, "1000", stale[0].Details["count"])
-	assert.Contains(t, stale[0].Message, "1000 nodes are stale: invented-0000, invented-0001")
+	assert.Empty(t, eventsOf(events, model.EventNodeStale), "held-apart names never go stale")
 
 	now = t0.Add(6 * time.Minute)
 	rs.put("node-1", now)
 	require.NoError(t, m.Collect(context.Background()))
 	assert.Equal(t, []string{"node-1"}, slices.Collect(maps.Keys(rs.Latest())))
 	assert.Equal(t, 1, strings.Count(logs.String(), "forgot nodes"), "one log line")
-	assert.Contains(t, logs.String(), "count=1000")
-	assert.Less(t, logs.Len(), 1024)
+}
+
+func eventsOf(events []model.Event, typ model.EventType) []model.Event {
+	var out []model.Event
+	for _, e := range events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// In cluster mode a report naming a node that has no Node object stays out
+// of snapshots, history and totals until the Node exists; how many are
+// held is bounded, the oldest forgotten first.
+func TestReportsOfUnknownNodesAreHeldApart(t *testing.T) {
+	now := t0
+	rs := &reports{m: map[string]state.ReportEntry{}}
+	rs.put("node-1", t0)
+	rs.put("forged", t0)
+	c := &cluster{nodes: []*corev1.Node{readyNode("node-1")}}
+	m := newManager(rs, c, &now, nil)
+	m.o.Store = state.NewStore(state.StoreOptions{History: state.NewHistory(time.Hour, 100)})
+	require.NoError(t, m.Collect(context.Background()))
+	snap := m.GetLatestSnapshot()
+	assert.Len(t, snap.NodeMetrics, 1)
+	assert.NotContains(t, snap.NodeMetrics, "forged")
+	assert.Equal(t, 1, snap.ClusterMetrics.TotalNodes)
+	assert.Equal(t, int64(4000), snap.ClusterMetrics.TotalCPU, "the held report adds nothing")
+	hist, _ := m.o.Store.NodeHistory("forged")
+	assert.Empty(t, hist, "no history for a held report")
+
+	// The Node appears: the held report enters.
+	c.nodes = append(c.nodes, readyNode("forged"))
+	require.NoError(t, m.Collect(context.Background()))
+	n, err := m.GetNodeMetrics("forged")
+	require.NoError(t, err)
+	assert.Equal(t, "agent", n.UsageSource)
+	hist, _ = m.o.Store.NodeHistory("forged")
+	assert.NotEmpty(t, hist)
+
+	// Bounded: the oldest beyond MaxHeldReports are forgotten.
+	c.nodes = c.nodes[:1]
+	for i := range MaxHeldReports + 3 {
+		rs.put(fmt.Sprintf("fake-%04d", i), t0.Add(time.Duration(i)*time.Second))
+	}
+	require.NoError(t, m.Collect(context.Background()))
+	assert.Len(t, rs.Latest(), 1+MaxHeldReports, "node-1 and the newest held ones")
+	assert.NotContains(t, rs.Latest(), "fake-0000")
+	assert.Contains(t, rs.Latest(), fmt.Sprintf("fake-%04d", MaxHeldReports+2))
+
+	// Standalone mode has no Node objects to check against: nothing held.
+	rs2 := &reports{m: map[string]state.ReportEntry{}}
+	rs2.put("laptop", t0)
+	m2 := newManager(rs2, nil, &now, nil)
+	require.NoError(t, m2.Collect(context.Background()))
+	_, err = m2.GetNodeMetrics("laptop")
+	require.NoError(t, err)
 }

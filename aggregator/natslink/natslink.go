@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 )
 
 // Pings detect a server that stopped answering (a paused or cut-off host)
@@ -70,7 +72,7 @@ func Connect(url string, opts []nats.Option, logger *slog.Logger, reg prometheus
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(url), err)
 	}
 	l.nc = nc
 	if nc.IsConnected() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -19,6 +20,10 @@ const levelTrace = slog.LevelDebug - 4
 // a clear error.
 type slogLogger struct {
 	logger *slog.Logger
+	// violation, when set, takes the server's permission-violation lines
+	// (counted and logged once per client with its identity) and reports
+	// whether the line was one.
+	violation func(msg string) bool
 
 	mu       sync.Mutex
 	fatalMsg string
@@ -43,8 +48,14 @@ func (l *slogLogger) Noticef(format string, v ...any) { l.log(slog.LevelInfo, fo
 // Warnf logs at warn.
 func (l *slogLogger) Warnf(format string, v ...any) { l.log(slog.LevelWarn, format, v) }
 
-// Errorf logs at error.
-func (l *slogLogger) Errorf(format string, v ...any) { l.log(slog.LevelError, format, v) }
+// Errorf logs at error, except permission violations when a violation
+// hook takes them.
+func (l *slogLogger) Errorf(format string, v ...any) {
+	if l.violation != nil && strings.Contains(format, "Violation") && l.violation(fmt.Sprintf(format, v...)) {
+		return
+	}
+	l.log(slog.LevelError, format, v)
+}
 
 // Debugf logs at debug.
 func (l *slogLogger) Debugf(format string, v ...any) { l.log(slog.LevelDebug, format, v) }

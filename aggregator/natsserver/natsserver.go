@@ -23,7 +23,7 @@ import (
 )
 
 // DefaultListen is the address used when nats.listen is empty.
-const DefaultListen = ":4222"
+const DefaultListen = config.DefaultNATSListen
 
 // ReadyTimeout bounds how long Start waits for the server to accept clients.
 const ReadyTimeout = 10 * time.Second
@@ -60,17 +60,24 @@ type Server struct {
 	host   string // as configured, to pick a loopback family
 	tls    bool
 	logger *slog.Logger
+	auth   *kubeAuth // kubernetes mode, else nil
+	stop   context.CancelFunc
 	once   sync.Once
 	done   chan struct{}
 }
 
 // Start runs a NATS server on cfg.Listen ("host:port"; port 0 or -1 picks a
-// free one) with the authentication the clients are configured with: a
-// token, else a user and password. TLS is served when cfg.TLSCertFile and
-// cfg.TLSKeyFile are set; extra adds to that (JetStream). It returns once
-// the server accepts clients.
-func Start(cfg config.NATSConfig, logger *slog.Logger, extra ...Option) (*Server, error) {
+// free one) with the authentication the clients are configured with:
+// Kubernetes identities (nats.auth_mode kubernetes, see WithKubernetes), a
+// token, or a user and password. TLS is served when cfg.TLSCertFile and
+// cfg.TLSKeyFile are set; JetStream when asked (see JetStream). It returns
+// once the server accepts clients.
+func Start(cfg config.NATSConfig, logger *slog.Logger, with ...Option) (*Server, error) {
 	logger = logger.With("source", "nats-server")
+	var so startOptions
+	for _, o := range with {
+		o(&so)
+	}
 	listen := cfg.Listen
 	if listen == "" {
 		listen = DefaultListen
@@ -79,16 +86,31 @@ func Start(cfg config.NATSConfig, logger *slog.Logger, extra ...Option) (*Server
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range extra {
-		if err := o(opts); err != nil {
+	if so.jetStream {
+		if err := enableJetStream(opts, so.storeDir); err != nil {
 			return nil, err
 		}
+	}
+	metrics := newViolationMetrics()
+	if so.reg != nil {
+		so.reg.MustRegister(metrics.refused, metrics.violations, metrics.closed)
+	}
+	var auth *kubeAuth
+	if cfg.AuthMode == config.AuthKubernetes {
+		if so.rules == nil {
+			return nil, fmt.Errorf("%w: nats.auth_mode kubernetes needs a Kubernetes API server (no cluster configured)", ErrConfig)
+		}
+		auth = newKubeAuth(so.rules, metrics, logger)
+		opts.CustomClientAuthentication = auth
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("create embedded NATS server on %s: %w", listen, err)
 	}
 	lg := newSlogLogger(logger)
+	if auth != nil {
+		lg.violation = auth.violation
+	}
 	// Protocol tracing logs every message, far too much even at debug.
 	ns.SetLoggerV2(lg, logger.Enabled(context.Background(), slog.LevelDebug), false, false)
 
@@ -106,11 +128,26 @@ func Start(cfg config.NATSConfig, logger *slog.Logger, extra ...Option) (*Server
 		}
 		return nil, fmt.Errorf("start embedded NATS on %s: %w after %s", listen, ErrNotReady, ReadyTimeout)
 	}
-	s := &Server{ns: ns, host: opts.Host, tls: opts.TLSConfig != nil, logger: logger, done: make(chan struct{})}
+	s := &Server{ns: ns, host: opts.Host, tls: opts.TLSConfig != nil, logger: logger, done: make(chan struct{}), auth: auth, stop: func() {}}
 	go func() {
 		ns.WaitForShutdown()
 		close(s.done)
 	}()
+	if auth != nil {
+		auth.mu.Lock()
+		auth.ns = ns
+		auth.mu.Unlock()
+		if so.pods != nil {
+			so.pods.OnDelete(auth.podDeleted)
+		}
+		every := so.recheck
+		if every <= 0 {
+			every = DefaultRecheck
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stop = cancel
+		go auth.loop(ctx, every)
+	}
 	logger.Info("embedded NATS server ready", "listen", listen, "url", s.ClientURL(), "tls", s.tls, "auth", authKind(cfg), "jetstream", opts.StoreDir)
 	return s, nil
 }
@@ -138,6 +175,8 @@ func options(cfg config.NATSConfig, listen string) (*server.Options, error) {
 		MaxPayload: wire.MaxMessageBytes,
 	}
 	switch {
+	case cfg.AuthMode == config.AuthKubernetes:
+		// Start installs the custom authentication.
 	case cfg.CredsFile != "":
 		// A credentials file holds a user JWT, which only an operator-mode
 		// server can verify; accepting it unchecked would mean no auth.
@@ -163,6 +202,8 @@ func options(cfg config.NATSConfig, listen string) (*server.Options, error) {
 
 func authKind(cfg config.NATSConfig) string {
 	switch {
+	case cfg.AuthMode == config.AuthKubernetes:
+		return "kubernetes"
 	case cfg.Token != "":
 		return "token"
 	case cfg.User != "":
@@ -211,7 +252,14 @@ func (s *Server) ClientURL() string {
 // InProcessOption connects a nats.go client through memory instead of TCP,
 // which the aggregator's own connection uses: no port, no TLS handshake,
 // and no certificate that must name 127.0.0.1.
-func (s *Server) InProcessOption() nats.Option { return nats.InProcessServer(s.ns) }
+// In kubernetes mode it also carries the in-process secret that gives the
+// aggregator full rights; no other client can present it.
+func (s *Server) InProcessOption() nats.Option {
+	if s.auth != nil {
+		return s.auth.inProcessOption(s.ns)
+	}
+	return nats.InProcessServer(s.ns)
+}
 
 // Done is closed once the server has stopped, by Shutdown or on its own.
 func (s *Server) Done() <-chan struct{} { return s.done }
@@ -221,6 +269,7 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 // more than once.
 func (s *Server) Shutdown() {
 	s.once.Do(func() {
+		s.stop()
 		s.ns.Shutdown()
 		<-s.done
 		s.logger.Info("embedded NATS server stopped")

@@ -60,7 +60,23 @@ type NATSConfig struct {
 	TLSInsecure   bool   // nats.tls_insecure_skip_verify
 	Listen        string // nats.listen: the embedded server's address (aggregator)
 	BufferSize    int    // nats.buffer_size: reports kept while NATS is down (agent)
-	JetStream     JetStreamConfig
+	// AuthMode is nats.auth_mode: "" (the credentials given) or
+	// "kubernetes" (ServiceAccount tokens; aggregator).
+	AuthMode string
+	// TokenFile is nats.token_file: a file holding the token, re-read on
+	// every connect; used when no other credential is set (agent).
+	TokenFile string
+	// AllowAnonymous is nats.allow_anonymous: let the embedded server
+	// listen beyond loopback without authentication (aggregator).
+	AllowAnonymous bool
+	// CalloutIssuerSeedFile is nats.callout_issuer_seed_file: with nats.url
+	// and kubernetes mode, the account nkey seed that signs the answers to
+	// the server's auth callout (aggregator).
+	CalloutIssuerSeedFile string
+	// CalloutAccount is nats.callout_account: the account auth callout
+	// users are placed in ($G: a server without operator mode).
+	CalloutAccount string
+	JetStream      JetStreamConfig
 }
 
 // AgentConfig is the "agent:" block.
@@ -124,6 +140,18 @@ type AggregatorConfig struct {
 	// events per second sustained, and how many at once.
 	NodeEventRate  float64 // aggregator.node_event_rate
 	NodeEventBurst int     // aggregator.node_event_burst
+	// HTTPAuth is aggregator.http_auth: "none" or "kubernetes".
+	HTTPAuth string
+	// TokenAudience is aggregator.token_audience: the audience NATS tokens
+	// must carry, and one HTTP accepts besides the API server's own.
+	TokenAudience string
+	// AgentServiceAccount is aggregator.agent_service_account,
+	// "namespace/name": pod-bound tokens of it may publish for their node.
+	AgentServiceAccount string
+	// AuthzPrefix is aggregator.authz_prefix: put before every path a
+	// SubjectAccessReview asks about, so that only roles written for this
+	// product (one release) grant anything.
+	AuthzPrefix string
 	// DataDir holds the embedded NATS server's JetStream store
 	// (aggregator.data_dir); "" means a temporary directory removed at exit.
 	DataDir string
@@ -167,7 +195,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("nats.tls_cert_file", "")
 	v.SetDefault("nats.tls_key_file", "")
 	v.SetDefault("nats.tls_insecure_skip_verify", false)
-	v.SetDefault("nats.listen", ":4222")
+	v.SetDefault("nats.listen", DefaultNATSListen)
 	v.SetDefault("nats.buffer_size", DefaultBufferSize)
 
 	v.SetDefault("agent.node_name", "")
@@ -204,6 +232,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.node_event_rate", DefaultNodeEventRate)
 	v.SetDefault("aggregator.node_event_burst", DefaultNodeEventBurst)
 	setVMDefaults(v)
+	setAuthDefaults(v)
 	setJetStreamDefaults(v)
 }
 
@@ -244,6 +273,13 @@ var FlagKeys = map[string]string{
 	"stale-intervals":                  "aggregator.stale_intervals",
 	"max-snapshot-streams":             "aggregator.max_snapshot_streams",
 	"pprof":                            "aggregator.pprof",
+	"nats-auth-mode":                   "nats.auth_mode",
+	"nats-token-file":                  "nats.token_file",
+	"nats-allow-anonymous":             "nats.allow_anonymous",
+	"nats-callout-issuer-seed-file":    "nats.callout_issuer_seed_file",
+	"http-auth":                        "aggregator.http_auth",
+	"token-audience":                   "aggregator.token_audience",
+	"agent-service-account":            "aggregator.agent_service_account",
 	"data-dir":                         "aggregator.data_dir",
 	"nats-stream-replicas":             "nats.jetstream.replicas",
 }
@@ -290,12 +326,13 @@ func RegisterAgentFlags(fs *pflag.FlagSet) {
 	fs.Bool("disable-gpu", false, "do not load NVML (agent.gpu.enabled=false)")
 	fs.StringSlice("disk-mounts", nil, "mount points to report; default every real filesystem (agent.disk.mounts)")
 	fs.String("root-dir", "/", "filesystem the node's disk fields describe, e.g. /var/lib/kubelet (agent.disk.root_dir)")
+	registerAgentAuthFlags(fs)
 }
 
 // RegisterAggregatorFlags adds the aggregator's flags to fs.
 func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	registerCommon(fs)
-	fs.String("nats-listen", ":4222", "address of the embedded NATS server when --nats-url is empty (nats.listen)")
+	fs.String("nats-listen", DefaultNATSListen, "address of the embedded NATS server when --nats-url is empty (nats.listen)")
 	fs.StringSlice("namespaces", nil, "namespaces to watch; default all (metrics.namespaces)")
 	fs.String("cache-retention", "", "history kept per node and pod, seconds or a duration such as 2h (metrics.cache_retention, default 300)")
 	fs.String("http-addr", ":8080", "address of the HTTP API (aggregator.http_addr)")
@@ -305,6 +342,7 @@ func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	fs.Bool("disable-object-metrics", false, "leave per-node and per-pod gauges out of /metrics (aggregator.object_metrics=false)")
 	fs.Int("max-snapshot-streams", DefaultSnapshotStreams, "snapshot-sized HTTP answers written at once; more get 429 (aggregator.max_snapshot_streams)")
 	fs.Bool("pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP API; for operators, do not expose (aggregator.pprof)")
+	registerAggregatorAuthFlags(fs)
 	fs.String("data-dir", "", "directory of the embedded NATS server's JetStream store; empty = a temporary one, lost at exit (aggregator.data_dir)")
 	fs.Int("nats-stream-replicas", 0, "replicas of the JetStream streams; 0 = 3 on a NATS cluster, else 1 (nats.jetstream.replicas)")
 }
@@ -426,6 +464,7 @@ func fill(v *viper.Viper, c *Config) error {
 	}
 	c.Aggregator.MaxSnapshotStreams = v.GetInt("aggregator.max_snapshot_streams")
 	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")
+	fillAuth(v, c)
 	if err := fillVMs(v, c); err != nil {
 		errs = append(errs, err)
 	}

@@ -6,18 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func aggregatorFlags(t *testing.T, args ...string) *pflag.FlagSet {
-	t.Helper()
-	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
-	RegisterAggregatorFlags(fs)
-	require.NoError(t, fs.Parse(args))
-	return fs
-}
 
 func TestJetStreamDefaults(t *testing.T) {
 	cfg, err := Load(aggregatorFlags(t))

@@ -40,7 +40,7 @@ func (c *Config) Validate() []error {
 	if c.NATS.URL != "" {
 		for _, u := range splitURLs(c.NATS.URL) {
 			if p, err := url.Parse(u); err != nil || p.Host == "" {
-				bad("nats.url", "%q is not a URL such as nats://host:4222", u)
+				bad("nats.url", "%q is not a URL such as nats://host:4222", redactURL(u))
 			}
 		}
 	}
@@ -82,7 +82,7 @@ func (c *Config) ValidateAgent() []error {
 	}
 	if a.Kubelet.URL != "" {
 		if u, err := url.Parse(a.Kubelet.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("agent.kubelet.url", "%q is not an http(s) URL", a.Kubelet.URL)
+			bad("agent.kubelet.url", "%q is not an http(s) URL", RedactURLs(a.Kubelet.URL))
 		}
 	}
 	for name, r := range map[string]float64{"cpu_rate": a.Thresholds.CPURate, "memory_rate": a.Thresholds.MemoryRate, "disk_rate": a.Thresholds.DiskRate} {
@@ -129,6 +129,7 @@ func (c *Config) ValidateAggregator() []error {
 	if g.NodeEventBurst < 1 {
 		bad("aggregator.node_event_burst", "%d must be at least 1", g.NodeEventBurst)
 	}
+	errs = append(errs, c.validateAggregatorAuth()...)
 	errs = append(errs, c.validateJetStream()...)
 	return append(errs, c.validateVMs()...)
 }

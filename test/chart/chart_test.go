@@ -9,12 +9,15 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 )
 
 const (
@@ -83,17 +86,40 @@ var (
 	// The agent reads only its own kubelet's /stats/summary; nodes/proxy is
 	// not needed because it calls the kubelet directly.
 	agentRules = []rule{{[]string{""}, []string{"nodes/stats"}, []string{"get"}}}
+	// Delegated identity (every render: HTTP in kubernetes mode): the only
+	// verbs other than reads, on objects that store nothing.
+	reviewRules = []rule{
+		{[]string{"authentication.k8s.io"}, []string{"tokenreviews"}, []string{"create"}},
+		{[]string{"authorization.k8s.io"}, []string{"subjectaccessreviews"}, []string{"create"}},
+	}
+	// What readers may get: the HTTP API, MCP, OpenAPI, NATS subscriptions;
+	// never /metrics, which has a role of its own. All under the release's
+	// prefix: Kubernetes' default roles grant /api/* to everyone.
+	readerURLs = []string{"/k8s-llm-monitor/api/*", "/k8s-llm-monitor/mcp", "/k8s-llm-monitor/openapi.json",
+		"/k8s-llm-monitor/nats/subscribe"}
 )
 
 // wantAggregatorRules is the exact aggregator ClusterRole of each render.
 var wantAggregatorRules = map[string][]rule{
-	"deploy":        {coreRule, metricsRule, kubevirtRule},
-	"external-nats": {coreRule, metricsRule, kubevirtRule},
-	"gpu-nodes":     {coreRule, metricsRule, kubevirtRule},
-	"vms": {coreRule, metricsRule, kubevirtRule,
-		{[]string{"wukong.io"}, []string{"wukongs"}, getListWatch}},
-	"all-features": {coreRule, metricsRule,
-		{[]string{"compute.example.com"}, []string{"virtualservers"}, getListWatch}},
+	"deploy":                append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"external-nats":         append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"external-nats-callout": append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"gpu-nodes":             append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
+	"vms": append([]rule{coreRule, metricsRule, kubevirtRule,
+		{[]string{"wukong.io"}, []string{"wukongs"}, getListWatch}}, reviewRules...),
+	"all-features": append([]rule{coreRule, metricsRule,
+		{[]string{"compute.example.com"}, []string{"virtualservers"}, getListWatch}}, reviewRules...),
+}
+
+// wantReaderBindings are the subjects the chart binds to the reader roles.
+var wantReaderBindings = map[string]map[string][]rbacv1.Subject{
+	"all-features": {
+		fullname + "-reader": {
+			{Kind: "Group", Name: "sre", APIGroup: rbacv1.GroupName},
+			{Kind: "ServiceAccount", Name: "llm-agent", Namespace: "ai"},
+		},
+		fullname + "-metrics-reader": {{Kind: "ServiceAccount", Name: "prometheus-k8s", Namespace: "monitoring"}},
+	},
 }
 
 func rulesOf(t *testing.T, role *rbacv1.ClusterRole) []rule {
@@ -107,6 +133,19 @@ func rulesOf(t *testing.T, role *rbacv1.ClusterRole) []rule {
 	return out
 }
 
+// nonResourceRules returns a role's non-resource URLs and verbs, checking
+// it names no resources.
+func nonResourceRules(t *testing.T, role *rbacv1.ClusterRole) (urls, verbs []string) {
+	t.Helper()
+	for _, r := range role.Rules {
+		assert.Empty(t, r.APIGroups, role.Name)
+		assert.Empty(t, r.Resources, role.Name)
+		urls = append(urls, r.NonResourceURLs...)
+		verbs = append(verbs, r.Verbs...)
+	}
+	return urls, verbs
+}
+
 func TestRBACIsLeastPrivilege(t *testing.T) {
 	for _, r := range loadRenders(t) {
 		t.Run(r.name, func(t *testing.T) {
@@ -117,7 +156,7 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 			require.Empty(t, all[*rbacv1.Role](r))
 			require.Empty(t, all[*rbacv1.RoleBinding](r))
 			roles := all[*rbacv1.ClusterRole](r)
-			require.Len(t, roles, 2, "one ClusterRole per component")
+			require.Len(t, roles, 4, "one ClusterRole per component, and the two reader roles")
 			for _, role := range roles {
 				for _, pr := range role.Rules {
 					for _, field := range [][]string{pr.APIGroups, pr.Resources, pr.Verbs} {
@@ -126,12 +165,29 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 						}
 					}
 					for _, v := range pr.Verbs {
-						assert.Contains(t, getListWatch, v, "%s: only read verbs", role.Name)
+						if !slices.Contains(pr.Resources, "tokenreviews") && !slices.Contains(pr.Resources, "subjectaccessreviews") {
+							assert.Contains(t, getListWatch, v, "%s: only read verbs", role.Name)
+						}
 					}
 				}
 			}
 			assert.Equal(t, want, rulesOf(t, one[*rbacv1.ClusterRole](t, r, aggregatorName)))
 			assert.Equal(t, agentRules, rulesOf(t, one[*rbacv1.ClusterRole](t, r, agentName)))
+			urls, verbs := nonResourceRules(t, one[*rbacv1.ClusterRole](t, r, fullname+"-reader"))
+			assert.Equal(t, readerURLs, urls)
+			assert.Equal(t, []string{"get"}, verbs)
+			urls, verbs = nonResourceRules(t, one[*rbacv1.ClusterRole](t, r, fullname+"-metrics-reader"))
+			assert.Equal(t, []string{"/k8s-llm-monitor/metrics"}, urls)
+			assert.Equal(t, []string{"get"}, verbs)
+
+			// The reader roles are bound only to the subjects the values name.
+			bindings := all[*rbacv1.ClusterRoleBinding](r)
+			assert.Len(t, bindings, 2+len(wantReaderBindings[r.name]))
+			for role, subjects := range wantReaderBindings[r.name] {
+				b := one[*rbacv1.ClusterRoleBinding](t, r, role)
+				assert.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role}, b.RoleRef)
+				assert.Equal(t, subjects, b.Subjects)
+			}
 
 			// Each component's binding gives its role to its own account.
 			for _, c := range []string{aggregatorName, agentName} {
@@ -339,7 +395,7 @@ func TestAggregator(t *testing.T) {
 			require.Len(t, all[*appsv1.Deployment](r), 1)
 			spec := d.Spec.Template.Spec
 			c := container(t, spec, "aggregator")
-			external := r.name == "external-nats"
+			external := isExternal(r)
 
 			assertLockedDown(t, spec, c)
 			assert.True(t, runsAsNonRoot(spec, c), "the aggregator runs as non-root")
@@ -385,6 +441,12 @@ func TestAggregator(t *testing.T) {
 	}
 }
 
+// natsModes is the NATS authentication of each render.
+var natsModes = map[string]string{
+	"deploy": "kubernetes", "gpu-nodes": "kubernetes", "vms": "kubernetes",
+	"external-nats": "token", "all-features": "userPassword", "external-nats-callout": "kubernetes",
+}
+
 // assertJetStreamStore: the embedded NATS server keeps its streams on a
 // writable volume (an emptyDir, or a claim in all-features); with an
 // external NATS there is none.
@@ -426,38 +488,38 @@ func assertJetStreamStore(t *testing.T, r render, spec corev1.PodSpec, c corev1.
 func TestNATSCredentials(t *testing.T) {
 	for _, r := range loadRenders(t) {
 		t.Run(r.name, func(t *testing.T) {
-			// Where the credentials come from in each render.
+			mode, ok := natsModes[r.name]
+			require.True(t, ok, "add the NATS mode of render %s", r.name)
+			var specs []corev1.PodSpec
+			for _, ds := range all[*appsv1.DaemonSet](r) {
+				specs = append(specs, ds.Spec.Template.Spec)
+			}
+			specs = append(specs, one[*appsv1.Deployment](t, r, aggregatorName).Spec.Template.Spec)
+			if mode == "kubernetes" {
+				checkKubernetesIdentity(t, r, specs)
+				return
+			}
+
+			// Where the shared credentials come from.
 			secretName, keys := natsSecretName, []string{"token"}
-			switch r.name {
-			case "external-nats":
-				secretName = "nats-client"
-			case "all-features":
+			if mode == "userPassword" {
 				keys = []string{"user", "password"}
 			}
 			created := has[*corev1.Secret](r, natsSecretName)
-			switch r.name {
-			case "deploy":
-				// The plain manifests name a Secret the user creates; the
-				// header says how.
-				assert.False(t, created, "no generated token in a static file")
-				assert.Contains(t, string(r.raw), "kubectl -n k8s-llm-monitor create secret generic k8s-llm-monitor-nats")
-			case "external-nats":
+			if r.name == "external-nats" {
+				secretName = "nats-client"
 				assert.False(t, created)
-			default:
+			} else {
 				require.True(t, created)
 				s := one[*corev1.Secret](t, r, natsSecretName)
 				for _, k := range keys {
 					assert.NotEmpty(t, s.Data[k], "secret key %s", k)
 				}
 			}
-			var specs []corev1.PodSpec
-			for _, ds := range all[*appsv1.DaemonSet](r) {
-				specs = append(specs, ds.Spec.Template.Spec)
-			}
-			specs = append(specs, one[*appsv1.Deployment](t, r, aggregatorName).Spec.Template.Spec)
 			for _, spec := range specs {
 				c := spec.Containers[0]
 				env := envByName(c)
+				assert.NotContains(t, env, "K8SMON_NATS_TOKEN_FILE", c.Name)
 				for _, k := range keys {
 					name := map[string]string{"token": "K8SMON_NATS_TOKEN", "user": "K8SMON_NATS_USER", "password": "K8SMON_NATS_PASSWORD"}[k]
 					e, ok := env[name]
@@ -469,6 +531,62 @@ func TestNATSCredentials(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkKubernetesIdentity: no shared secret anywhere; each agent mounts its
+// own ServiceAccount token for the product's audience, bound to its pod,
+// and names it as its NATS token file; the aggregator mounts none.
+func checkKubernetesIdentity(t *testing.T, r render, specs []corev1.PodSpec) {
+	t.Helper()
+	assert.Empty(t, all[*corev1.Secret](r), "no secret generated in kubernetes mode")
+	for _, spec := range specs {
+		c := spec.Containers[0]
+		env := envByName(c)
+		assert.NotContains(t, env, "K8SMON_NATS_TOKEN", c.Name)
+		if c.Name == "agent" {
+			assert.NotContains(t, env, "K8SMON_NATS_USER")
+			assert.NotContains(t, env, "K8SMON_NATS_PASSWORD")
+		}
+		var projected []corev1.ServiceAccountTokenProjection
+		vols := map[string]string{}
+		for _, v := range spec.Volumes {
+			if v.Projected != nil {
+				for _, src := range v.Projected.Sources {
+					if src.ServiceAccountToken != nil {
+						projected = append(projected, *src.ServiceAccountToken)
+						vols[v.Name] = src.ServiceAccountToken.Path
+					}
+				}
+			}
+		}
+		if c.Name == "aggregator" {
+			assert.Empty(t, projected, "the aggregator presents no token")
+			if isExternal(r) {
+				// It answers the external server's auth callout as one of
+				// its auth users, signing with the issuer seed.
+				for name, key := range map[string]string{"K8SMON_NATS_USER": "user", "K8SMON_NATS_PASSWORD": "password"} {
+					require.NotNil(t, env[name].ValueFrom, name)
+					assert.Equal(t, corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "nats-callout"}, Key: key},
+						*env[name].ValueFrom.SecretKeyRef, name)
+				}
+				assert.Equal(t, "/etc/k8s-llm-monitor/nats-callout/callout.nk", env["K8SMON_NATS_CALLOUT_ISSUER_SEED_FILE"].Value)
+			} else {
+				assert.NotContains(t, env, "K8SMON_NATS_CALLOUT_ISSUER_SEED_FILE", "in-process connection")
+			}
+			continue
+		}
+		exp := int64(3600)
+		require.Equal(t, []corev1.ServiceAccountTokenProjection{{Audience: "k8s-llm-monitor", ExpirationSeconds: &exp, Path: "token"}}, projected, c.Name)
+		var tokenFile string
+		for _, m := range c.VolumeMounts {
+			if p, ok := vols[m.Name]; ok {
+				assert.True(t, m.ReadOnly)
+				tokenFile = m.MountPath + "/" + p
+			}
+		}
+		assert.Equal(t, config.DefaultNATSTokenFile, tokenFile)
+		assert.Equal(t, tokenFile, env["K8SMON_NATS_TOKEN_FILE"].Value, c.Name)
 	}
 }
 
@@ -503,6 +621,17 @@ func TestServiceMonitors(t *testing.T) {
 	}
 	require.Len(t, monitors, 2)
 	for _, sm := range monitors {
+		// Prometheus presents its own token to the aggregator, whose
+		// /metrics needs the metrics-reader role; the agents' is open.
+		eps, _, err := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+		require.NoError(t, err)
+		require.NotEmpty(t, eps)
+		token, _ := eps[0].(map[string]any)["bearerTokenFile"].(string)
+		if sm.GetName() == aggregatorName {
+			assert.Equal(t, "/var/run/secrets/kubernetes.io/serviceaccount/token", token)
+		} else {
+			assert.Empty(t, token, sm.GetName())
+		}
 		assert.Equal(t, "prometheus", sm.GetLabels()["release"])
 		sel, found, err := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
 		require.NoError(t, err)
@@ -545,9 +674,9 @@ func TestServiceMonitors(t *testing.T) {
 func TestReferencedConfigMapsAndSecretsExist(t *testing.T) {
 	// Secrets the user provides in each render.
 	external := map[string][]string{
-		"deploy":        {natsSecretName},
-		"external-nats": {"nats-client"},
-		"all-features":  {"k8s-llm-monitor-nats-tls"},
+		"external-nats":         {"nats-client"},
+		"external-nats-callout": {"nats-callout"},
+		"all-features":          {"k8s-llm-monitor-nats-tls"},
 	}
 	for _, r := range loadRenders(t) {
 		t.Run(r.name, func(t *testing.T) {
@@ -578,3 +707,66 @@ func TestReferencedConfigMapsAndSecretsExist(t *testing.T) {
 		})
 	}
 }
+
+// The aggregator admits its HTTP port from the configured peers (anyone by
+// default: requests are authenticated) and its embedded NATS port from this
+// release's agents and the configured peers, nothing else.
+func TestNetworkPolicy(t *testing.T) {
+	for _, r := range loadRenders(t) {
+		t.Run(r.name, func(t *testing.T) {
+			np := one[*networkingv1.NetworkPolicy](t, r, aggregatorName)
+			require.Len(t, all[*networkingv1.NetworkPolicy](r), 1)
+			d := one[*appsv1.Deployment](t, r, aggregatorName)
+			sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+			require.NoError(t, err)
+			assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "the policy selects the aggregator")
+			for _, ds := range all[*appsv1.DaemonSet](r) {
+				assert.False(t, sel.Matches(labels.Set(ds.Spec.Template.Labels)), "and not the agents")
+			}
+			assert.Equal(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, np.Spec.PolicyTypes)
+
+			ports := map[string]bool{}
+			for _, p := range container(t, d.Spec.Template.Spec, "aggregator").Ports {
+				ports[p.Name] = true
+			}
+			rules := map[string]networkingv1.NetworkPolicyIngressRule{}
+			for _, in := range np.Spec.Ingress {
+				require.Len(t, in.Ports, 1)
+				name := in.Ports[0].Port.String()
+				assert.True(t, ports[name], "port %s is a port of the aggregator", name)
+				rules[name] = in
+			}
+			aiNamespace := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": "ai"}}}
+			if r.name == "all-features" {
+				assert.Equal(t, []networkingv1.NetworkPolicyPeer{aiNamespace}, rules["http"].From)
+			} else {
+				assert.Empty(t, rules["http"].From, "HTTP open to every source by default")
+			}
+			nats, embedded := rules["nats"]
+			assert.Equal(t, !isExternal(r), embedded, "a NATS rule exactly with the embedded server")
+			assert.Len(t, rules, map[bool]int{true: 2, false: 1}[embedded])
+			if !embedded {
+				return
+			}
+			require.NotEmpty(t, nats.From)
+			agents := nats.From[0]
+			require.NotNil(t, agents.PodSelector)
+			assert.Nil(t, agents.NamespaceSelector, "agents of this namespace only")
+			agentSel, err := metav1.LabelSelectorAsSelector(agents.PodSelector)
+			require.NoError(t, err)
+			for _, ds := range all[*appsv1.DaemonSet](r) {
+				assert.True(t, agentSel.Matches(labels.Set(ds.Spec.Template.Labels)), "%s may reach NATS", ds.Name)
+			}
+			assert.False(t, agentSel.Matches(labels.Set(d.Spec.Template.Labels)))
+			if r.name == "all-features" {
+				assert.Equal(t, []networkingv1.NetworkPolicyPeer{aiNamespace}, nats.From[1:])
+			} else {
+				assert.Len(t, nats.From, 1)
+			}
+		})
+	}
+}
+
+// isExternal tells the renders with an external NATS (nats.url).
+func isExternal(r render) bool { return strings.HasPrefix(r.name, "external-nats") }

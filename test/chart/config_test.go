@@ -124,6 +124,9 @@ func TestRenderedConfigLoads(t *testing.T) {
 					assert.Equal(t, config.DefaultPodResourcesSock, cfg.Agent.GPU.PodResourcesSocket, "the socket is where the chart mounts it")
 					assert.Equal(t, isGPUAgent(c), cfg.Agent.GPU.Enabled)
 					assert.NotEmpty(t, cfg.NATS.URL, "agents always connect to a NATS server")
+					if natsModes[r.name] == "kubernetes" {
+						assert.Equal(t, "token file "+config.DefaultNATSTokenFile, cfg.NATS.CredentialKind(), "the agent presents its projected token")
+					}
 				})
 			}
 			t.Run("aggregator", func(t *testing.T) {
@@ -132,9 +135,18 @@ func TestRenderedConfigLoads(t *testing.T) {
 				cfg := loadAs(t, config.RegisterAggregatorFlags, c, file)
 				assert.Empty(t, cfg.ValidateAggregator())
 				assert.Equal(t, ":8080", cfg.Aggregator.HTTPAddr)
-				assert.Equal(t, r.name == "external-nats", cfg.NATS.URL != "", "the aggregator embeds NATS unless nats.url is set")
+				assert.Equal(t, isExternal(r), cfg.NATS.URL != "", "the aggregator embeds NATS unless nats.url is set")
 				assert.Equal(t, r.name != "all-features", cfg.VMs.KubeVirt)
-				if r.name == "external-nats" {
+				assert.Equal(t, config.AuthKubernetes, cfg.Aggregator.HTTPAuth)
+				assert.Equal(t, "/"+fullname, cfg.Aggregator.AuthzPrefix, "the reader roles' paths")
+				if natsModes[r.name] == "kubernetes" {
+					assert.Equal(t, config.AuthKubernetes, cfg.NATS.AuthMode)
+					assert.Equal(t, releaseNamespace+"/"+agentName, cfg.Aggregator.AgentServiceAccount, "agents' pod-bound tokens may publish")
+					assert.Equal(t, "k8s-llm-monitor", cfg.Aggregator.TokenAudience)
+				} else {
+					assert.Empty(t, cfg.NATS.AuthMode)
+				}
+				if isExternal(r) {
 					assert.Empty(t, cfg.Aggregator.DataDir, "the streams live on the external NATS")
 				} else {
 					assert.Equal(t, dataDir, cfg.Aggregator.DataDir, "the embedded JetStream store is the mounted volume")

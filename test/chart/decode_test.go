@@ -150,7 +150,7 @@ func loadRenders(t *testing.T) []render {
 		names[i] = r.name
 	}
 	// The documented examples and the extra branches must all be rendered.
-	require.Subset(t, names, []string{"deploy", "external-nats", "gpu-nodes", "vms", "all-features"})
+	require.Subset(t, names, []string{"deploy", "external-nats", "external-nats-callout", "gpu-nodes", "vms", "all-features"})
 	return out
 }
 

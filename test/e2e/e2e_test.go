@@ -38,12 +38,18 @@ type env struct {
 	agents     map[string]*process
 	agg        *aggregator
 	events     chan *model.Event
+	// readerNATSToken is the NATS token of a ServiceAccount bound to the
+	// chart's reader role (audience k8s-llm-monitor); apiToken is its
+	// token for HTTP.
+	readerNATSToken string
 }
 
-// The chart's ServiceAccounts (deploy/k8s-llm-monitor.yaml).
+// The chart's ServiceAccounts and reader roles (deploy/k8s-llm-monitor.yaml).
 const (
-	aggregatorSA = "k8s-llm-monitor-aggregator"
-	agentSA      = "k8s-llm-monitor-agent"
+	aggregatorSA      = "k8s-llm-monitor-aggregator"
+	agentSA           = "k8s-llm-monitor-agent"
+	readerRole        = "k8s-llm-monitor-reader"
+	metricsReaderRole = "k8s-llm-monitor-metrics-reader"
 )
 
 func newEnv(t *testing.T) *env {
@@ -62,7 +68,35 @@ func newEnv(t *testing.T) *env {
 	e.chartNS = e.cp.applyChartRBAC(t)
 	e.agentToken = e.cp.serviceAccountToken(t, e.chartNS, agentSA)
 	e.tokenFile = writeFile(t, e.cp.dir, "agent-token", e.agentToken+"\n")
+	// The tests read as a user of the API would: a ServiceAccount bound to
+	// the chart's reader role.
+	e.cp.createServiceAccount(t, "default", "e2e-reader")
+	e.cp.bindClusterRole(t, readerRole, "default", "e2e-reader")
+	apiToken = e.cp.serviceAccountToken(t, "default", "e2e-reader")
+	e.readerNATSToken = e.cp.tokenFor(t, "default", "e2e-reader", []string{productAudience}, nil)
 	return e
+}
+
+// aggregatorArgs run the aggregator as the chart does: identities checked
+// by the API server on NATS and HTTP. Pods are watched in the tests'
+// namespaces only, so the agents' own pods do not count among them.
+func (e *env) aggregatorArgs() []string {
+	return []string{
+		"--nats-auth-mode", "kubernetes", "--http-auth", "kubernetes",
+		"--agent-service-account", e.chartNS + "/" + agentSA,
+		"--namespaces", "team-a,team-b",
+	}
+}
+
+// agentPod creates the pod of node's agent (the chart's agent
+// ServiceAccount, bound to node) and returns it with its NATS token file:
+// a token for the product's audience bound to the pod, as the chart
+// projects it.
+func (e *env) agentPod(t *testing.T, name, node string) (*corev1.Pod, string) {
+	t.Helper()
+	pod := e.cp.createPod(t, podSpec{namespace: e.chartNS, name: name, node: node, serviceAccount: agentSA})
+	tok := e.cp.tokenFor(t, e.chartNS, agentSA, []string{productAudience}, pod)
+	return pod, writeFile(t, e.cp.dir, name+"-nats-token", tok+"\n")
 }
 
 // addNode creates a Node served by a new fake kubelet.
@@ -87,13 +121,14 @@ func (e *env) addPod(t *testing.T, p podSpec, fp fakePod) *corev1.Pod {
 
 func (e *env) startAgent(t *testing.T, node string) {
 	t.Helper()
-	e.agents[node] = startAgent(t, e.root, e.productBin, e.logs, node, e.kubelets[node], e.cp.caFile, e.tokenFile, e.agg.natsURL)
+	_, natsToken := e.agentPod(t, "agent-"+node, node)
+	e.agents[node] = startAgent(t, e.root, e.productBin, e.logs, node, e.kubelets[node], e.cp.caFile, e.tokenFile, natsToken, e.agg.natsURL)
 }
 
 // subscribe collects the aggregator's cluster events.
 func (e *env) subscribe(t *testing.T) {
 	t.Helper()
-	nc, err := nats.Connect(e.agg.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	nc, err := nats.Connect(e.agg.natsURL, nats.Token(e.readerNATSToken), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	e.events = make(chan *model.Event, 256)
@@ -199,7 +234,7 @@ func TestE2E(t *testing.T) {
 	// metrics.k8s.io is not registered yet: pods' usage comes from the
 	// agents' kubelet stats until it is.
 	aggKC := e.cp.serviceAccountKubeconfig(t, e.chartNS, aggregatorSA)
-	e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator", aggKC, natsPort)
+	e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator", aggKC, natsPort, e.aggregatorArgs()...)
 	e.subscribe(t)
 	for _, n := range nodes {
 		e.startAgent(t, n.name)
@@ -523,7 +558,7 @@ func TestE2E(t *testing.T) {
 	t.Run("a restarted aggregator serves again and agents come back", func(t *testing.T) {
 		e.agg.proc.stop()
 		// Same NATS port: the agents and the subscriber reconnect to it.
-		e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator-restarted", aggKC, natsPort)
+		e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator-restarted", aggKC, natsPort, e.aggregatorArgs()...)
 		live := []string{"worker-1.e2e", "worker-3.e2e"}
 		require.Eventually(t, func() bool {
 			got := e.nodes(t)

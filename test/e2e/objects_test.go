@@ -66,6 +66,7 @@ type podSpec struct {
 	memRequest, memLimit  string
 	restarts              int32
 	volumes               []corev1.Volume
+	serviceAccount        string // "" = default
 }
 
 // createPod creates the pod bound to its node and sets it Running, ready,
@@ -88,6 +89,7 @@ func (cp *controlPlane) createPod(t *testing.T, p podSpec) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.namespace, Labels: p.labels},
 		Spec: corev1.PodSpec{
 			NodeName:                     p.node,
+			ServiceAccountName:           p.serviceAccount,
 			AutomountServiceAccountToken: new(bool),
 			Containers:                   []corev1.Container{{Name: "app", Image: "registry.example/app:1", Resources: res}},
 			Volumes:                      p.volumes,

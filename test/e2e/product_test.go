@@ -76,14 +76,16 @@ func startAggregator(t, owner *testing.T, bin, logs, name, kubeconfig string, na
 	return a
 }
 
-// startAgent runs one agent for node, reading the fake kubelet k.
-func startAgent(t, owner *testing.T, bin, logs, node string, k *fakeKubelet, caFile, tokenFile, natsURL string) *process {
+// startAgent runs one agent for node, reading the fake kubelet k with the
+// token in tokenFile and presenting the one in natsTokenFile to NATS.
+func startAgent(t, owner *testing.T, bin, logs, node string, k *fakeKubelet, caFile, tokenFile, natsTokenFile, natsURL string) *process {
 	t.Helper()
 	return startOwned(t, owner, logs, "agent-"+node, filepath.Join(bin, "agent"),
 		"--node-name", node,
 		"--kubelet-url", fmt.Sprintf("https://127.0.0.1:%d", k.port),
 		"--kubelet-ca-file", caFile,
 		"--kubelet-token-file", tokenFile,
+		"--nats-token-file", natsTokenFile,
 		"--disable-gpu",
 		"--host-root", "/",
 		"--nats-url", natsURL,
@@ -92,25 +94,44 @@ func startAgent(t, owner *testing.T, bin, logs, node string, k *fakeKubelet, caF
 	)
 }
 
+// apiToken is the bearer token getJSON presents: a ServiceAccount token
+// bound to the chart's reader ClusterRole (newEnv sets it), as the API's
+// clients need in the chart's default kubernetes mode.
+var apiToken string
+
 // getJSON decodes url's JSON body into into (when non-nil) and returns the
 // status code; transport errors return 0.
 func getJSON(url string, into any) (int, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
+	code, b, err := getWithToken(url, apiToken)
 	if err != nil {
-		return 0, err
+		return code, err
+	}
+	if into != nil && code == http.StatusOK {
+		if err := json.Unmarshal(b, into); err != nil {
+			return code, fmt.Errorf("decode %s: %w: %s", url, err, b)
+		}
+	}
+	return code, nil
+}
+
+// getWithToken GETs url with token as its bearer token (none when empty)
+// and returns the status code and body.
+func getWithToken(url, token string) (int, []byte, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if into != nil && resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(b, into); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode %s: %w: %s", url, err, b)
-		}
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, b, err
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {

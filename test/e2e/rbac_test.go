@@ -86,11 +86,45 @@ func (cp *controlPlane) applyChartRBAC(t *testing.T) string {
 // ns/name, as a pod would have mounted.
 func (cp *controlPlane) serviceAccountToken(t *testing.T, ns, name string) string {
 	t.Helper()
+	return cp.tokenFor(t, ns, name, nil, nil)
+}
+
+// productAudience is the audience of NATS tokens (the chart's default).
+const productAudience = "k8s-llm-monitor"
+
+// tokenFor is a TokenRequest token of the ServiceAccount ns/name for
+// audiences (nil: the API server's own), bound to pod when it is not nil,
+// as the kubelet projects one into a pod.
+func (cp *controlPlane) tokenFor(t *testing.T, ns, name string, audiences []string, pod *corev1.Pod) string {
+	t.Helper()
 	exp := int64(3600)
+	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp, Audiences: audiences}
+	if pod != nil {
+		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+	}
 	tr, err := cp.client.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	return tr.Status.Token
+}
+
+// bindClusterRole binds the ClusterRole role to the ServiceAccount ns/name.
+func (cp *controlPlane) bindClusterRole(t *testing.T, role, ns, name string) {
+	t.Helper()
+	_, err := cp.client.RbacV1().ClusterRoleBindings().Create(context.Background(), &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role + "-" + ns + "-" + name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// createServiceAccount creates ns/name.
+func (cp *controlPlane) createServiceAccount(t *testing.T, ns, name string) {
+	t.Helper()
+	_, err := cp.client.CoreV1().ServiceAccounts(ns).Create(context.Background(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
 }
 
 // kubeletAuthorizer decides kubelet requests as a kubelet with

@@ -76,6 +76,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-nats" (include "k8smon.fullname" .)) .Values.nats.auth.existingSecret }}
 {{- end }}
 
+{{/* "true" when NATS identities come from Kubernetes (nats.auth.type kubernetes). */}}
+{{- define "k8smon.natsKubernetes" -}}
+{{- if and .Values.nats.auth.enabled (eq .Values.nats.auth.type "kubernetes") }}true{{ end }}
+{{- end }}
+
+{{/* The path prefix of the aggregator's access reviews: one per release. */}}
+{{- define "k8smon.authzPrefix" -}}/{{ include "k8smon.fullname" . }}{{- end }}
+
+{{/* Where the agents' projected NATS token is mounted. */}}
+{{- define "k8smon.natsTokenDir" -}}/var/run/secrets/k8s-llm-monitor/nats{{- end }}
+
 {{- define "k8smon.embeddedNATS" -}}
 {{- if not .Values.nats.url }}true{{ end }}
 {{- end }}
@@ -107,6 +118,9 @@ values to change.
 {{- fail (printf "aggregator.replicaCount=%d needs an external NATS: set nats.url (see examples/external-nats.yaml). With the embedded NATS server every replica would run its own server and each agent would reach only one of them." (int .Values.aggregator.replicaCount)) }}
 {{- end }}
 {{- if .Values.nats.auth.enabled }}
+{{- if and (not $embedded) (eq .Values.nats.auth.type "kubernetes") (not .Values.nats.auth.existingSecret) }}
+{{- fail "nats.auth.type=kubernetes with an external NATS (nats.url): the aggregator serves the server's auth callout; set nats.auth.existingSecret to a Secret with the aggregator's auth user (nats.auth.userKey, nats.auth.passwordKey) and the issuer account seed (nats.auth.kubernetes.calloutSeedKey) (see examples/external-nats-callout.yaml and docs/security.md)" }}
+{{- end }}
 {{- if and $embedded (eq .Values.nats.auth.type "creds") }}
 {{- fail "nats.auth.type=creds needs an operator-configured NATS server: use token or userPassword with the embedded server, or set nats.url" }}
 {{- end }}
@@ -137,7 +151,27 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{- $v := .ctx.Values.nats }}
 {{- $secret := include "k8smon.natsSecretName" .ctx }}
 {{- if $v.auth.enabled }}
-{{- if eq $v.auth.type "token" }}
+{{- if eq $v.auth.type "kubernetes" }}
+{{- if eq .component "agent" }}
+- name: K8SMON_NATS_TOKEN_FILE
+  value: {{ include "k8smon.natsTokenDir" .ctx }}/token
+{{- else if $v.url }}
+# The aggregator answers the external server's auth callout: it connects as
+# one of the server's auth_users and signs with the issuer account seed.
+- name: K8SMON_NATS_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.userKey }}
+- name: K8SMON_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $v.auth.passwordKey }}
+- name: K8SMON_NATS_CALLOUT_ISSUER_SEED_FILE
+  value: /etc/k8s-llm-monitor/nats-callout/{{ $v.auth.kubernetes.calloutSeedKey }}
+{{- end }}
+{{- else if eq $v.auth.type "token" }}
 - name: K8SMON_NATS_TOKEN
   valueFrom:
     secretKeyRef:
@@ -180,6 +214,16 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{/* Volume mounts for the NATS credentials and TLS files. */}}
 {{- define "k8smon.natsVolumeMounts" -}}
 {{- $v := .ctx.Values.nats }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "agent") }}
+- name: nats-token
+  mountPath: {{ include "k8smon.natsTokenDir" .ctx }}
+  readOnly: true
+{{- end }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "aggregator") $v.url }}
+- name: nats-callout
+  mountPath: /etc/k8s-llm-monitor/nats-callout
+  readOnly: true
+{{- end }}
 {{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
 - name: nats-creds
   mountPath: /etc/k8s-llm-monitor/nats-creds
@@ -202,6 +246,27 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
 {{/* Volumes for the NATS credentials and TLS files; only the needed keys. */}}
 {{- define "k8smon.natsVolumes" -}}
 {{- $v := .ctx.Values.nats }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "agent") }}
+# The agent's NATS identity: its ServiceAccount token for the product's
+# audience, bound to this pod (so to this node), rotated by the kubelet.
+- name: nats-token
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          audience: {{ $v.auth.kubernetes.audience }}
+          expirationSeconds: {{ int $v.auth.kubernetes.expirationSeconds }}
+{{- end }}
+{{- if and (include "k8smon.natsKubernetes" .ctx) (eq .component "aggregator") $v.url }}
+- name: nats-callout
+  secret:
+    secretName: {{ include "k8smon.natsSecretName" .ctx }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.auth.kubernetes.calloutSeedKey }}
+        path: {{ $v.auth.kubernetes.calloutSeedKey }}
+{{- end }}
 {{- if and $v.auth.enabled (eq $v.auth.type "creds") }}
 - name: nats-creds
   secret:
