@@ -273,13 +273,17 @@ func TestAttackInventedNodeFlood(t *testing.T) {
 	assert.Equal(t, float64(limit), r.metric(t, "k8smon_ingest_nodes_tracked", "", ""))
 	assert.Zero(t, r.metric(t, "k8smon_ingest_consumer_errors_total", "", ""), "the consumers never stalled")
 	assert.Equal(t, start.Add(time.Duration(real-1)*time.Second).UTC(), r.in.Latest()["real-node"].Report.Timestamp, "every real report was accepted")
-	grown := int64(heapInUse()) - int64(base)
-	// The NATS server in this process now stores the flood in the Reports
-	// stream too (73 MB; its block cache and per-subject index take about
-	// 30 MiB of heap at first, 14 MiB once the cache expires): the bound
-	// is the ingester's 32 MiB plus that. With per-node NATS permissions
+	// The NATS server in this process stores the flood in the Reports
+	// stream too (73 MB on disk): its block cache holds some of it for a few
+	// seconds, and its index of 100,000 subjects about 14 MiB for as long
+	// as the reports are kept. The bound is the ingester's 32 MiB plus that
+	// index, once the cache has expired. With per-node NATS permissions
 	// (docs/security.md) an agent cannot publish under invented names.
-	assert.Less(t, grown, int64(64<<20), "heap grew %d MiB", grown>>20)
+	var grown int64
+	require.Eventually(t, func() bool {
+		grown = int64(heapInUse()) - int64(base)
+		return grown < 48<<20
+	}, 30*time.Second, 500*time.Millisecond, "heap grew %d MiB", grown>>20)
 	assert.Less(t, r.logBytes.Load(), int64(64<<10), "refusals are logged at a limited rate")
 
 	// A minute later every invented name is stale: one event says so.
