@@ -71,7 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 type closer interface{ Close() error }
 
 // buildSources returns the agent's sources in apply order: host, gpu, then
-// podresources (it attaches pods to the GPUs), then kubelet.
+// podresources (it attaches pods to the GPUs), then kubelet, then the pod
+// cgroups' memory counters.
 func buildSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
 	a := cfg.Agent
 	sources := collector.NewHostSources(a, logger)
@@ -95,6 +96,7 @@ func buildSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
 		}
 		sources = append(sources, k)
 	}
+	sources = append(sources, collector.NewCgroupSource(collector.NewHostPaths(a.HostRoot)))
 	return sources
 }
 

@@ -37,7 +37,7 @@ func TestOnceOnThisMachine(t *testing.T) {
 	for _, s := range r.Sources {
 		status[s.Name] = s
 	}
-	for _, name := range []string{"cpu", "memory", "disk", "network", "gpu", "kubelet"} {
+	for _, name := range []string{"cpu", "memory", "disk", "network", "gpu", "kubelet", "cgroup"} {
 		require.Contains(t, status, name)
 	}
 	assert.Equal(t, model.SourceOK, status["cpu"].Status)

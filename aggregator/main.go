@@ -51,7 +51,8 @@ var command = config.Command{
 	Name: "aggregator",
 	Usage: `Merges agent reports (NATS), the API server and metrics-server into cluster
 snapshots. HTTP: /api/v1/metrics/{cluster,nodes,pods,snapshot}, /api/vms,
-/healthz, /readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
+/api/v1/diagnose/{pods,nodes}/..., /api/v1/events[/stream], /healthz,
+/readyz, /metrics, /mcp (Model Context Protocol), /openapi.json.
 NATS: embedded on --nats-listen unless --nats-url names an existing server.
 Without a configured cluster (no in-cluster service account, no kubeconfig)
 it runs standalone (agents only); a configured API server that does not
@@ -168,6 +169,7 @@ type aggregator struct {
 	mgrDone  chan struct{}
 	cluster  *kube.Cluster
 	vms      *vm.Watcher
+	evid     *evidence
 	// clusterDone is closed when startCluster has returned.
 	clusterDone chan struct{}
 }
@@ -188,6 +190,12 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 		return err
 	default:
 		a.cluster = cl
+	}
+	a.evid = newEvidence(a.cfg, a.logger, ctx.Done())
+	if a.cluster != nil {
+		if err := a.evid.watchPods(a.cluster); err != nil {
+			return err
+		}
 	}
 
 	// Virtual machines: KubeVirt VMIs and custom VM resources, when served.
@@ -242,7 +250,10 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 // fails g.
 func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.Store, extra *prometheus.Registry) error {
 	querier := api.NewQuerier(store, a.cfg.Agent.Thresholds)
-	mcpSrv, err := mcp.New(mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")})
+	diag := a.evid.diagnoser(store, a.cluster, a.cfg.Agent.Thresholds)
+	mopts := mcp.Options{Provider: store, Querier: querier, Logger: a.logger.With("component", "mcp")}
+	a.evid.mcpOptions(&mopts, diag)
+	mcpSrv, err := mcp.New(mopts)
 	if err != nil {
 		return err
 	}
@@ -265,6 +276,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			})
 			mcpSrv.RegisterRoutes(mux)
 			openapi.RegisterRoutes(mux)
+			a.evid.routes(mux, diag, extra)
 		},
 	})
 	handler = a.ident.http(handler)
@@ -414,6 +426,7 @@ func (a *aggregator) startIngest(extra *prometheus.Registry, history *state.Hist
 		EventBurst:   a.cfg.Aggregator.NodeEventBurst,
 		OnEvent: func(e *model.Event) {
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
+			a.evid.nodeEvent(e)
 		},
 		OnRestore: restorer.Add,
 	})
@@ -425,6 +438,7 @@ func (a *aggregator) startIngest(extra *prometheus.Registry, history *state.Hist
 	}
 	a.ing = ing
 	a.ingReady.Store(ing)
+	a.evid.setReports(ing)
 	return nil
 }
 
@@ -532,6 +546,7 @@ func (a *aggregator) publishEvents(events []model.Event) {
 	for i := range events {
 		e := &events[i]
 		a.logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
+		a.evid.clusterEvent(e)
 	}
 	a.events.Publish(events)
 }
@@ -555,6 +570,9 @@ func (a *aggregator) startCluster(ctx context.Context) error {
 		if err := a.mgr.Collect(ctx); err != nil && ctx.Err() == nil {
 			a.logger.Warn("collect", "error", err)
 		}
+	}
+	if err := a.evid.watchEvents(ctx, a.cluster, a.cfg.Metrics.Namespaces); err != nil {
+		return fmt.Errorf("watch events: %w", err)
 	}
 	if a.vms != nil {
 		if err := a.vms.Start(ctx); err != nil && ctx.Err() == nil {
@@ -603,6 +621,9 @@ func (a *aggregator) stop() {
 	}
 	if a.vms != nil {
 		a.vms.Close()
+	}
+	if a.evid != nil {
+		a.evid.close()
 	}
 	if a.cluster != nil {
 		a.cluster.Close()

@@ -100,6 +100,8 @@ type Cluster struct {
 	podListers []corelisters.PodLister
 	nodes      *informerState
 	pods       []*informerState
+	// podHandlers receive the pod informers' notifications (AddPodHandler).
+	podHandlers []cache.ResourceEventHandler
 
 	usage usageState
 }
@@ -152,8 +154,9 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 		return fmt.Errorf("start informers: %w", context.Canceled)
 	}
 
-	// No resync: nothing here reacts to events, the listers are read on
-	// every snapshot, so a periodic resync would only cost CPU.
+	// No resync: the listers are read on every snapshot and pod handlers
+	// see each change as it happens, so a periodic resync would only cost
+	// CPU.
 	opts := []informers.SharedInformerOption{informers.WithTransform(stripForCache)}
 	all := informers.NewSharedInformerFactoryWithOptions(c.client, 0, opts...)
 	c.factories = []informers.SharedInformerFactory{all}
@@ -177,6 +180,7 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 			ns = c.namespaces[i]
 		}
 		inf := f.Core().V1().Pods()
+		c.addPodHandlers(inf.Informer())
 		c.podListers = append(c.podListers, inf.Lister())
 		c.pods = append(c.pods, c.watch(SourcePods, ns, inf.Informer()))
 	}
@@ -204,6 +208,29 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 	}
 	c.logger.Info("informers synced", "nodes", len(c.Nodes()), "pods", len(c.Pods()), "namespaces", namespacesForLog(c.namespaces), "took", took.Round(time.Millisecond))
 	return nil
+}
+
+// AddPodHandler has h notified of every Pod added, updated or deleted in
+// the watched namespaces, with the cache's own objects (not to be
+// modified). h runs on the informer's goroutine and must not block. It
+// must be called before Start; afterwards it returns ErrStarted.
+func (c *Cluster) AddPodHandler(h cache.ResourceEventHandler) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return ErrStarted
+	}
+	c.podHandlers = append(c.podHandlers, h)
+	return nil
+}
+
+// addPodHandlers registers the pod handlers on one pod informer; c.mu is held.
+func (c *Cluster) addPodHandlers(inf cache.SharedIndexInformer) {
+	for _, h := range c.podHandlers {
+		if _, err := inf.AddEventHandler(h); err != nil { // only once the informer has stopped
+			c.logger.Error("add pod event handler", "error", err)
+		}
+	}
 }
 
 // Close stops Start's wait for the API server or the informers, and waits

@@ -152,6 +152,11 @@ type AggregatorConfig struct {
 	// SubjectAccessReview asks about, so that only roles written for this
 	// product (one release) grant anything.
 	AuthzPrefix string
+	// EventsRetention is how long the events store keeps an event after
+	// it last happened (the API server keeps Kubernetes events an hour).
+	EventsRetention time.Duration // aggregator.events_retention
+	// EventsMax bounds the events store.
+	EventsMax int // aggregator.events_max
 	// DataDir holds the embedded NATS server's JetStream store
 	// (aggregator.data_dir); "" means a temporary directory removed at exit.
 	DataDir string
@@ -170,6 +175,8 @@ const (
 	DefaultMaxClockSkew      = 2 * time.Minute
 	DefaultNodeEventRate     = 1.0
 	DefaultNodeEventBurst    = 30
+	DefaultEventsRetention   = 24 * time.Hour
+	DefaultEventsMax         = 20000
 	DefaultPodResourcesSock  = "/var/lib/kubelet/pod-resources/kubelet.sock"
 	DefaultServiceAccountTok = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultServiceAccountCA  = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
@@ -231,6 +238,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.max_clock_skew", int(DefaultMaxClockSkew/time.Second))
 	v.SetDefault("aggregator.node_event_rate", DefaultNodeEventRate)
 	v.SetDefault("aggregator.node_event_burst", DefaultNodeEventBurst)
+	v.SetDefault("aggregator.events_retention", DefaultEventsRetention.String())
+	v.SetDefault("aggregator.events_max", DefaultEventsMax)
 	setVMDefaults(v)
 	setAuthDefaults(v)
 	setJetStreamDefaults(v)
@@ -451,16 +460,18 @@ func fill(v *viper.Viper, c *Config) error {
 		},
 	}
 	c.Aggregator = AggregatorConfig{
-		HTTPAddr:       v.GetString("aggregator.http_addr"),
-		Kubeconfig:     v.GetString("aggregator.kubeconfig"),
-		StaleIntervals: v.GetInt("aggregator.stale_intervals"),
-		MetricsServer:  v.GetBool("aggregator.metrics_server"),
-		ObjectMetrics:  v.GetBool("aggregator.object_metrics"),
-		HistoryPoints:  v.GetInt("aggregator.history_points"),
-		MaxNodes:       v.GetInt("aggregator.max_nodes"),
-		MaxClockSkew:   dur("aggregator.max_clock_skew"),
-		NodeEventRate:  v.GetFloat64("aggregator.node_event_rate"),
-		NodeEventBurst: v.GetInt("aggregator.node_event_burst"),
+		HTTPAddr:        v.GetString("aggregator.http_addr"),
+		Kubeconfig:      v.GetString("aggregator.kubeconfig"),
+		StaleIntervals:  v.GetInt("aggregator.stale_intervals"),
+		MetricsServer:   v.GetBool("aggregator.metrics_server"),
+		ObjectMetrics:   v.GetBool("aggregator.object_metrics"),
+		HistoryPoints:   v.GetInt("aggregator.history_points"),
+		MaxNodes:        v.GetInt("aggregator.max_nodes"),
+		MaxClockSkew:    dur("aggregator.max_clock_skew"),
+		NodeEventRate:   v.GetFloat64("aggregator.node_event_rate"),
+		NodeEventBurst:  v.GetInt("aggregator.node_event_burst"),
+		EventsRetention: dur("aggregator.events_retention"),
+		EventsMax:       v.GetInt("aggregator.events_max"),
 	}
 	c.Aggregator.MaxSnapshotStreams = v.GetInt("aggregator.max_snapshot_streams")
 	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")

@@ -30,6 +30,8 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "node-7", cfg.Agent.NodeName)
 	assert.Equal(t, "https://10.0.0.7:10250", cfg.Agent.Kubelet.URL)
 	assert.True(t, cfg.Agent.GPU.Enabled)
+	assert.Equal(t, 24*time.Hour, cfg.Aggregator.EventsRetention)
+	assert.Equal(t, 20000, cfg.Aggregator.EventsMax)
 	assert.Empty(t, cfg.ValidateAgent())
 }
 
@@ -208,6 +210,25 @@ func TestAgentMessageLimits(t *testing.T) {
 			assert.Contains(t, errs[0].Error(), tt.key)
 		})
 	}
+}
+
+func TestEventsKeys(t *testing.T) {
+	t.Setenv("K8SMON_AGGREGATOR_EVENTS_RETENTION", "72h")
+	t.Setenv("K8SMON_AGGREGATOR_EVENTS_MAX", "500")
+	cfg, err := Load(nil)
+	require.NoError(t, err)
+	assert.Equal(t, 72*time.Hour, cfg.Aggregator.EventsRetention)
+	assert.Equal(t, 500, cfg.Aggregator.EventsMax)
+
+	cfg.Aggregator.EventsRetention = time.Second
+	cfg.Aggregator.EventsMax = 0
+	var keys []string
+	for _, err := range cfg.ValidateAggregator() {
+		keys = append(keys, err.Error())
+	}
+	assert.Len(t, keys, 2)
+	assert.Contains(t, keys[0]+keys[1], "aggregator.events_retention")
+	assert.Contains(t, keys[0]+keys[1], "aggregator.events_max")
 }
 
 func TestParseSeconds(t *testing.T) {

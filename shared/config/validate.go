@@ -129,6 +129,12 @@ func (c *Config) ValidateAggregator() []error {
 	if g.NodeEventBurst < 1 {
 		bad("aggregator.node_event_burst", "%d must be at least 1", g.NodeEventBurst)
 	}
+	if g.EventsRetention < time.Minute {
+		bad("aggregator.events_retention", "%s must be at least 1m", g.EventsRetention)
+	}
+	if g.EventsMax < 1 || g.EventsMax > 1000000 {
+		bad("aggregator.events_max", "%d is outside [1, 1000000]", g.EventsMax)
+	}
 	errs = append(errs, c.validateAggregatorAuth()...)
 	errs = append(errs, c.validateJetStream()...)
 	return append(errs, c.validateVMs()...)

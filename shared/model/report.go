@@ -16,8 +16,11 @@ type NodeReport struct {
 	Node NodeMetrics `json:"node"`
 	// Kubelet is nil when the kubelet source is disabled or failed.
 	Kubelet *KubeletStats `json:"kubelet,omitempty"`
+	// Cgroups holds the pod cgroups' memory counters (OOM kills, peak);
+	// nil when the source is unavailable or failed.
+	Cgroups *CgroupStats `json:"cgroups,omitempty"`
 	// Sources is every source's status in this cycle: cpu, memory, disk,
-	// network, gpu, kubelet, podresources.
+	// network, gpu, kubelet, podresources, cgroup.
 	Sources []SourceStatus `json:"sources"`
 }
 

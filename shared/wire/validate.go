@@ -63,6 +63,12 @@ const (
 	// MaxEventDetails bounds the number of an event's details; each value
 	// is cut to model.MaxEventMessageBytes like the message itself.
 	MaxEventDetails = 32
+	// MaxCgroupPods and MaxCgroupContainers bound a report's pod cgroups
+	// and each pod's container cgroups (the agent's own bounds);
+	// MaxCgroupIDBytes bounds a pod UID or container ID.
+	MaxCgroupPods       = 1024
+	MaxCgroupContainers = 64
+	MaxCgroupIDBytes    = 128
 )
 
 // MinTime is the earliest timestamp a message may carry: older times are
@@ -118,7 +124,69 @@ func ValidateReport(r *model.NodeReport, c Clock) error {
 		return err
 	}
 	if r.Kubelet != nil {
-		return validateKubelet(r.Kubelet, c)
+		if err := validateKubelet(r.Kubelet, c); err != nil {
+			return err
+		}
+	}
+	if r.Cgroups != nil {
+		return validateCgroups(r.Cgroups)
+	}
+	return nil
+}
+
+// validateCgroups bounds the pod cgroups' counts, names and counters.
+func validateCgroups(cg *model.CgroupStats) error {
+	switch {
+	case cg.Version != 1 && cg.Version != 2:
+		return rangeError("cgroups", -1, "", -1, "version", float64(cg.Version), 1, 2)
+	case cg.Driver != "" && cg.Driver != "systemd" && cg.Driver != "cgroupfs":
+		return fmt.Errorf("%w: cgroups.driver is neither systemd nor cgroupfs", ErrRange)
+	case len(cg.Pods) > MaxCgroupPods:
+		return rangeError("cgroups", -1, "", -1, "pods length", float64(len(cg.Pods)), 0, MaxCgroupPods)
+	case !inRange(float64(cg.Truncated), 0, MaxCount):
+		return rangeError("cgroups", -1, "", -1, "truncated", float64(cg.Truncated), 0, MaxCount)
+	}
+	for i := range cg.Pods {
+		p := &cg.Pods[i]
+		switch {
+		case len(p.UID) > MaxCgroupIDBytes:
+			return rangeError("cgroups.pods", i, "", -1, "uid bytes", float64(len(p.UID)), 0, MaxCgroupIDBytes)
+		case p.QOSClass != "" && p.QOSClass != "Guaranteed" && p.QOSClass != "Burstable" && p.QOSClass != "BestEffort":
+			return fmt.Errorf("%w: cgroups.pods[%d].qosClass is not a QoS class", ErrRange, i)
+		case len(p.Containers) > MaxCgroupContainers:
+			return rangeError("cgroups.pods", i, "", -1, "containers length", float64(len(p.Containers)), 0, MaxCgroupContainers)
+		}
+		if err := validateMemoryCgroup(p.Memory, i, -1); err != nil {
+			return err
+		}
+		for j := range p.Containers {
+			if n := len(p.Containers[j].ID); n > MaxCgroupIDBytes {
+				return rangeError("cgroups.pods", i, "containers", j, "id bytes", float64(n), 0, MaxCgroupIDBytes)
+			}
+			if err := validateMemoryCgroup(p.Containers[j].Memory, i, j); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func validateMemoryCgroup(m model.MemoryCgroup, i, j int) error {
+	sub := ""
+	if j >= 0 {
+		sub = "containers"
+	}
+	for _, f := range [...]struct {
+		name    string
+		v, high float64
+	}{
+		{"memory.oom", float64(m.OOM), MaxCount}, {"memory.oomKill", float64(m.OOMKill), MaxCount},
+		{"memory.max", float64(m.Max), MaxCount}, {"memory.failCount", float64(m.FailCount), MaxCount},
+		{"memory.peakBytes", float64(m.PeakBytes), math.MaxInt64}, {"memory.limitBytes", float64(m.LimitBytes), math.MaxInt64},
+	} {
+		if !inRange(f.v, 0, f.high) {
+			return rangeError("cgroups.pods", i, sub, j, f.name, f.v, 0, f.high)
+		}
 	}
 	return nil
 }

@@ -42,6 +42,11 @@ func fullReport(node string) *model.NodeReport {
 			Containers:           []model.ContainerStats{{Name: "main", CPUUsage: 500, MemoryWorkingSet: 1 << 30, RootfsUsed: 1 << 20}},
 			Volumes:              []model.VolumeStats{{Name: "data", CapacityBytes: ptr[int64](10 << 30), UsedBytes: ptr[int64](1 << 30)}}}},
 	}
+	r.Cgroups = &model.CgroupStats{Version: 2, Driver: "systemd", Pods: []model.PodCgroupStats{{
+		UID: "0b6a1c3e-8f7d-4a52-9a0e-2c1f6d7e8a90", QOSClass: "Burstable",
+		Memory:     model.MemoryCgroup{OOM: 3, OOMKill: 3, Max: 14, PeakBytes: 256 << 20, LimitBytes: 256 << 20},
+		Containers: []model.ContainerCgroupStats{{ID: strings.Repeat("ab", 32), Memory: model.MemoryCgroup{PeakBytes: 200 << 20}}},
+	}}}
 	return r
 }
 
@@ -112,6 +117,18 @@ func TestValidateReport(t *testing.T) {
 		{"container cpu max int64", func(r *model.NodeReport) { r.Kubelet.Pods[0].Containers[0].CPUUsage = math.MaxInt64 }, ErrRange},
 		{"container logs negative", func(r *model.NodeReport) { r.Kubelet.Pods[0].Containers[0].LogsUsed = -1 }, ErrRange},
 		{"volume used negative", func(r *model.NodeReport) { r.Kubelet.Pods[0].Volumes[0].UsedBytes = ptr[int64](-1) }, ErrRange},
+		{"cgroup version 3", func(r *model.NodeReport) { r.Cgroups.Version = 3 }, ErrRange},
+		{"cgroup driver unknown", func(r *model.NodeReport) { r.Cgroups.Driver = strings.Repeat("x", 1000) }, ErrRange},
+		{"too many pod cgroups", func(r *model.NodeReport) { r.Cgroups.Pods = make([]model.PodCgroupStats, MaxCgroupPods+1) }, ErrRange},
+		{"pod uid too long", func(r *model.NodeReport) { r.Cgroups.Pods[0].UID = strings.Repeat("a", MaxCgroupIDBytes+1) }, ErrRange},
+		{"qos class unknown", func(r *model.NodeReport) { r.Cgroups.Pods[0].QOSClass = "Gold" }, ErrRange},
+		{"too many container cgroups", func(r *model.NodeReport) {
+			r.Cgroups.Pods[0].Containers = make([]model.ContainerCgroupStats, MaxCgroupContainers+1)
+		}, ErrRange},
+		{"container id too long", func(r *model.NodeReport) { r.Cgroups.Pods[0].Containers[0].ID = strings.Repeat("a", 4096) }, ErrRange},
+		{"oom kills 2^64-1", func(r *model.NodeReport) { r.Cgroups.Pods[0].Memory.OOMKill = math.MaxUint64 }, ErrRange},
+		{"container peak negative", func(r *model.NodeReport) { r.Cgroups.Pods[0].Containers[0].Memory.PeakBytes = -1 }, ErrRange},
+		{"truncated negative", func(r *model.NodeReport) { r.Cgroups.Truncated = -1 }, ErrRange},
 		{"custom metrics 9990 deep", func(r *model.NodeReport) { r.Node.CustomMetrics = nested(9990) }, ErrCustomMetrics},
 		{"custom metrics one level too deep", func(r *model.NodeReport) { r.Node.CustomMetrics = nested(MaxCustomMetricsDepth + 1) }, ErrCustomMetrics},
 		{"custom metrics too many values", func(r *model.NodeReport) { r.Node.CustomMetrics = manyValues }, ErrCustomMetrics},

@@ -81,6 +81,8 @@ type rule struct {
 var (
 	getListWatch = []string{"get", "list", "watch"}
 	coreRule     = rule{[]string{""}, []string{"nodes", "pods"}, getListWatch}
+	// Events are only listed and watched (the events informer), never got.
+	eventsRule   = rule{[]string{""}, []string{"events"}, []string{"list", "watch"}}
 	metricsRule  = rule{[]string{"metrics.k8s.io"}, []string{"pods", "nodes"}, []string{"get", "list"}}
 	kubevirtRule = rule{[]string{"kubevirt.io"}, []string{"virtualmachineinstances"}, getListWatch}
 	// The agent reads only its own kubelet's /stats/summary; nodes/proxy is
@@ -101,13 +103,13 @@ var (
 
 // wantAggregatorRules is the exact aggregator ClusterRole of each render.
 var wantAggregatorRules = map[string][]rule{
-	"deploy":                append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
-	"external-nats":         append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
-	"external-nats-callout": append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
-	"gpu-nodes":             append([]rule{coreRule, metricsRule, kubevirtRule}, reviewRules...),
-	"vms": append([]rule{coreRule, metricsRule, kubevirtRule,
+	"deploy":                append([]rule{coreRule, eventsRule, metricsRule, kubevirtRule}, reviewRules...),
+	"external-nats":         append([]rule{coreRule, eventsRule, metricsRule, kubevirtRule}, reviewRules...),
+	"external-nats-callout": append([]rule{coreRule, eventsRule, metricsRule, kubevirtRule}, reviewRules...),
+	"gpu-nodes":             append([]rule{coreRule, eventsRule, metricsRule, kubevirtRule}, reviewRules...),
+	"vms": append([]rule{coreRule, eventsRule, metricsRule, kubevirtRule,
 		{[]string{"wukong.io"}, []string{"wukongs"}, getListWatch}}, reviewRules...),
-	"all-features": append([]rule{coreRule, metricsRule,
+	"all-features": append([]rule{coreRule, eventsRule, metricsRule,
 		{[]string{"compute.example.com"}, []string{"virtualservers"}, getListWatch}}, reviewRules...),
 }
 
