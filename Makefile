@@ -9,7 +9,7 @@ PKGS := ./...
 # every cgo build prints pages of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build build-agent build-aggregator test e2e bench lint fmt tidy-check run run-once clean \
+.PHONY: all build build-agent build-aggregator test e2e fault bench lint fmt tidy-check run run-once clean \
 	images helm manifests manifests-check chart-lint chart-check promtool metrics-check actionlint workflow-lint
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
@@ -57,11 +57,22 @@ test: lint ## unit tests with the race detector
 # End-to-end: a real kube-apiserver, etcd and metrics-server on loopback,
 # built from the Go module proxy into .cache/e2e/bin on the first run (see
 # docs/testing.md), with simulated kubelets, the aggregator and agents; the
-# web view is driven in Debian's Chromium (installed once by chromium.sh).
-e2e: ## end-to-end tests against a real control plane (build tag e2e), the web view in headless Chromium
+# web view is driven in Debian's Chromium (installed once by chromium.sh);
+# then the slow fault cases.
+e2e: ## end-to-end tests against a real control plane (build tag e2e), the web view in headless Chromium, then the slow fault cases
 	test/e2e/build.sh
 	test/e2e/chromium.sh
 	$(GO) test -tags e2e -count=1 -timeout 30m ./test/e2e/...
+	$(MAKE) fault K8SMON_FAULT=slow
+
+# Fault suite: real nats-server processes (built from the module proxy into
+# .cache/fault/bin by test/fault/build.sh) and the real binaries on
+# loopback, with NATS killed, paused and clustered and the aggregator
+# killed. K8SMON_FAULT picks the cases: quick (CI), slow, or all.
+K8SMON_FAULT ?= quick
+fault: ## fault suite (build tag fault): K8SMON_FAULT=quick|slow|all
+	FAULT_NATS_SERVER=$$(test/fault/build.sh)/nats-server K8SMON_FAULT=$(K8SMON_FAULT) \
+		$(GO) test -tags fault -count=1 -timeout 20m ./test/fault/...
 
 bench: ## benchmarks of the hot paths (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)

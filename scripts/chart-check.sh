@@ -73,6 +73,8 @@ template() {
 	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.enabled=false
 	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.type=creds --set nats.auth.existingSecret=s
 	expect_ok --set agent.gpu.enabled=true --set agent.gpu.runtimeClassName=
+	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.existingSecret=s --set nats.jetstream.replicas=3
+	expect_ok --set aggregator.storage.type=persistentVolumeClaim --set aggregator.storage.persistentVolumeClaim.existingClaim=mine
 
 	# The binaries' own rules (shared/config/validate.go), checked at render
 	# time: one render per rule, each failure naming the value to change.
@@ -143,6 +145,9 @@ template() {
 	echo "ok: PodMonitors and the Grafana dashboard ConfigMap"
 
 	expect_fail "needs an external NATS: set nats.url" --set aggregator.replicaCount=2
+	expect_fail "nats.jetstream.replicas=3 needs a NATS cluster" --set nats.jetstream.replicas=3
+	expect_fail "at '/aggregator/storage/type'" --set aggregator.storage.type=hostPath
+	expect_fail "at '/nats/jetstream/events_max_age'" --set nats.jetstream.events_max_age=forever
 	expect_fail "at '/metrics/collect_interval'" --set metrics.collect_interval=-1
 	expect_fail "at '/metrics/collect_interval'" --set metrics.collect_interval=fast
 	expect_fail "at '/metrics/cache_retention'" --set metrics.cache_retention=700000

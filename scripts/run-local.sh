@@ -63,7 +63,8 @@ ready() {
 
 build
 
-./bin/aggregator --http-addr "$HTTP_ADDR" --nats-listen "$NATS_ADDR" --interval "$INTERVAL" >"$LOGS/aggregator.log" 2>&1 &
+# The JetStream store in .cache/jetstream keeps reports and history across runs.
+./bin/aggregator --http-addr "$HTTP_ADDR" --nats-listen "$NATS_ADDR" --interval "$INTERVAL" --data-dir "$LOGS/jetstream" >"$LOGS/aggregator.log" 2>&1 &
 agg=$!
 agent=
 trap 'kill $agg $agent 2>/dev/null; wait 2>/dev/null' EXIT

@@ -76,6 +76,7 @@ type NATSConfig struct {
 	// CalloutAccount is nats.callout_account: the account auth callout
 	// users are placed in ($G: a server without operator mode).
 	CalloutAccount string
+	JetStream      JetStreamConfig
 }
 
 // AgentConfig is the "agent:" block.
@@ -156,6 +157,9 @@ type AggregatorConfig struct {
 	EventsRetention time.Duration // aggregator.events_retention
 	// EventsMax bounds the events store.
 	EventsMax int // aggregator.events_max
+	// DataDir holds the embedded NATS server's JetStream store
+	// (aggregator.data_dir); "" means a temporary directory removed at exit.
+	DataDir string
 }
 
 // Defaults, also the values documented in configs/config.yaml.
@@ -238,6 +242,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("aggregator.events_max", DefaultEventsMax)
 	setVMDefaults(v)
 	setAuthDefaults(v)
+	setJetStreamDefaults(v)
 }
 
 // FlagKeys maps command-line flags to config keys. A binary registers the
@@ -284,6 +289,8 @@ var FlagKeys = map[string]string{
 	"http-auth":                        "aggregator.http_auth",
 	"token-audience":                   "aggregator.token_audience",
 	"agent-service-account":            "aggregator.agent_service_account",
+	"data-dir":                         "aggregator.data_dir",
+	"nats-stream-replicas":             "nats.jetstream.replicas",
 }
 
 // negatedFlags are the --disable-* booleans: set, each turns its key off.
@@ -345,6 +352,8 @@ func RegisterAggregatorFlags(fs *pflag.FlagSet) {
 	fs.Int("max-snapshot-streams", DefaultSnapshotStreams, "snapshot-sized HTTP answers written at once; more get 429 (aggregator.max_snapshot_streams)")
 	fs.Bool("pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP API; for operators, do not expose (aggregator.pprof)")
 	registerAggregatorAuthFlags(fs)
+	fs.String("data-dir", "", "directory of the embedded NATS server's JetStream store; empty = a temporary one, lost at exit (aggregator.data_dir)")
+	fs.Int("nats-stream-replicas", 0, "replicas of the JetStream streams; 0 = 3 on a NATS cluster, else 1 (nats.jetstream.replicas)")
 }
 
 // Load reads the configuration: defaults, then the file named by --config
@@ -468,6 +477,9 @@ func fill(v *viper.Viper, c *Config) error {
 	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")
 	fillAuth(v, c)
 	if err := fillVMs(v, c); err != nil {
+		errs = append(errs, err)
+	}
+	if err := fillJetStream(v, c); err != nil {
 		errs = append(errs, err)
 	}
 	// Node identity falls back to the downward API's variables.

@@ -136,6 +136,7 @@ func (c *Config) ValidateAggregator() []error {
 		bad("aggregator.events_max", "%d is outside [1, 1000000]", g.EventsMax)
 	}
 	errs = append(errs, c.validateAggregatorAuth()...)
+	errs = append(errs, c.validateJetStream()...)
 	return append(errs, c.validateVMs()...)
 }
 

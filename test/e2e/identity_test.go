@@ -326,7 +326,8 @@ func startNATSServer(t *testing.T, logs, dir, auth string) string {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build nats-server:\n%s", out)
 	port := freePort(t)
-	conf := writeFile(t, dir, "nats-server.conf", fmt.Sprintf("listen: 127.0.0.1:%d\n%s", port, auth))
+	// JetStream: the aggregator keeps reports and events in its streams.
+	conf := writeFile(t, dir, "nats-server.conf", fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n%s", port, filepath.Join(dir, "nats-store"), auth))
 	p := start(t, logs, "nats-server", bin, "-c", conf)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	require.Eventually(t, func() bool {

@@ -185,6 +185,9 @@ values to change.
 {{- define "k8smon.validate" -}}
 {{- include "k8smon.validateConfig" . }}
 {{- $embedded := not .Values.nats.url }}
+{{- if and $embedded (gt (int .Values.nats.jetstream.replicas) 1) }}
+{{- fail (printf "nats.jetstream.replicas=%d needs a NATS cluster: the embedded server is a single server. Set nats.url to a NATS cluster with JetStream (docs/install.md), or leave replicas at 0." (int .Values.nats.jetstream.replicas)) }}
+{{- end }}
 {{- if and $embedded (gt (int .Values.aggregator.replicaCount) 1) }}
 {{- fail (printf "aggregator.replicaCount=%d needs an external NATS: set nats.url (see examples/external-nats.yaml). With the embedded NATS server every replica would run its own server and each agent would reach only one of them." (int .Values.aggregator.replicaCount)) }}
 {{- end }}
@@ -388,4 +391,11 @@ httpGet:
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+Where the embedded NATS server keeps its JetStream store (aggregator.data_dir).
+*/}}
+{{- define "k8smon.aggregator.dataDir" -}}
+/var/lib/k8s-llm-monitor/jetstream
 {{- end }}
