@@ -128,7 +128,7 @@ chart-check: $(HELM) ## helm lint, template checks (bad values must fail), NOTES
 $(PROMTOOL):
 	@mkdir -p $(@D) .cache/promtool-build
 	@echo "building promtool $(PROMTOOL_VERSION) from the Go module proxy into .cache/ (a few minutes the first time)"
-	GOBIN=$(CURDIR)/.cache/promtool-build $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	GOBIN=$(CURDIR)/.cache/promtool-build $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 	mv .cache/promtool-build/promtool $@
 
 promtool: $(PROMTOOL) ## build the cached promtool
