@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -36,43 +34,6 @@ const (
 	// ValidateAggregator).
 	DefaultNATSListen = "127.0.0.1:4222"
 )
-
-func setAuthDefaults(v *viper.Viper) {
-	v.SetDefault("nats.auth_mode", "")
-	v.SetDefault("nats.token_file", DefaultNATSTokenFile)
-	v.SetDefault("nats.allow_anonymous", false)
-	v.SetDefault("nats.callout_issuer_seed_file", "")
-	v.SetDefault("nats.callout_account", "$G")
-	v.SetDefault("aggregator.http_auth", AuthNone)
-	v.SetDefault("aggregator.token_audience", DefaultTokenAudience)
-	v.SetDefault("aggregator.agent_service_account", "")
-	v.SetDefault("aggregator.authz_prefix", DefaultAuthzPrefix)
-}
-
-func registerAgentAuthFlags(fs *pflag.FlagSet) {
-	fs.String("nats-token-file", DefaultNATSTokenFile, "file whose content is the NATS token, re-read on every (re)connect: the projected ServiceAccount token in a cluster (nats.token_file)")
-}
-
-func registerAggregatorAuthFlags(fs *pflag.FlagSet) {
-	fs.String("nats-auth-mode", "", `"kubernetes": agents and consumers authenticate to NATS with ServiceAccount tokens checked by the API server (nats.auth_mode)`)
-	fs.String("nats-callout-issuer-seed-file", "", "external NATS in kubernetes mode: file with the account nkey seed that signs auth callout answers (nats.callout_issuer_seed_file)")
-	fs.Bool("nats-allow-anonymous", false, "let the embedded NATS server listen beyond loopback without authentication (nats.allow_anonymous)")
-	fs.String("http-auth", AuthNone, `"kubernetes": HTTP clients need a bearer token the API server authorizes (aggregator.http_auth)`)
-	fs.String("token-audience", DefaultTokenAudience, "audience of the tokens for NATS; HTTP also accepts it (aggregator.token_audience)")
-	fs.String("agent-service-account", "", "namespace/name of the agents' ServiceAccount, whose pod-bound tokens may publish their node's reports (aggregator.agent_service_account)")
-}
-
-func fillAuth(v *viper.Viper, c *Config) {
-	c.NATS.AuthMode = v.GetString("nats.auth_mode")
-	c.NATS.TokenFile = v.GetString("nats.token_file")
-	c.NATS.AllowAnonymous = v.GetBool("nats.allow_anonymous")
-	c.NATS.CalloutIssuerSeedFile = v.GetString("nats.callout_issuer_seed_file")
-	c.NATS.CalloutAccount = v.GetString("nats.callout_account")
-	c.Aggregator.HTTPAuth = v.GetString("aggregator.http_auth")
-	c.Aggregator.TokenAudience = v.GetString("aggregator.token_audience")
-	c.Aggregator.AgentServiceAccount = v.GetString("aggregator.agent_service_account")
-	c.Aggregator.AuthzPrefix = v.GetString("aggregator.authz_prefix")
-}
 
 // ParseServiceAccount splits "namespace/name".
 func ParseServiceAccount(s string) (namespace, name string, err error) {

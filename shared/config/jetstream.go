@@ -3,8 +3,6 @@ package config
 import (
 	"fmt"
 	"time"
-
-	"github.com/spf13/viper"
 )
 
 // JetStreamConfig is "nats.jetstream:": the streams the aggregator creates
@@ -32,29 +30,6 @@ const (
 	// largest messages (wire.MaxMessageBytes each).
 	minStreamBytes = 16 << 20
 )
-
-func setJetStreamDefaults(v *viper.Viper) {
-	v.SetDefault("aggregator.data_dir", "")
-	v.SetDefault("nats.jetstream.replicas", 0)
-	v.SetDefault("nats.jetstream.reports_max_bytes", DefaultReportsMaxBytes)
-	v.SetDefault("nats.jetstream.events_max_age", DefaultEventsMaxAge.String())
-	v.SetDefault("nats.jetstream.events_max_bytes", DefaultEventsMaxBytes)
-}
-
-func fillJetStream(v *viper.Viper, c *Config) error {
-	c.Aggregator.DataDir = v.GetString("aggregator.data_dir")
-	age, err := ParseSeconds(v.Get("nats.jetstream.events_max_age"))
-	if err != nil {
-		return fmt.Errorf("nats.jetstream.events_max_age: %w", err)
-	}
-	c.NATS.JetStream = JetStreamConfig{
-		Replicas:        v.GetInt("nats.jetstream.replicas"),
-		ReportsMaxBytes: v.GetInt64("nats.jetstream.reports_max_bytes"),
-		EventsMaxAge:    age,
-		EventsMaxBytes:  v.GetInt64("nats.jetstream.events_max_bytes"),
-	}
-	return nil
-}
 
 func (c *Config) validateJetStream() []error {
 	var errs []error

@@ -3,8 +3,6 @@ package config
 import (
 	"fmt"
 	"strings"
-
-	"github.com/spf13/viper"
 )
 
 // VMConfig is the "vms:" block: where the aggregator finds virtual machines.
@@ -38,19 +36,6 @@ type CustomVMFields struct {
 	Volumes  string `mapstructure:"volumes"`  // list, e.g. status.volumes
 	PVCName  string `mapstructure:"pvc_name"` // path inside each volume item, e.g. pvcName
 	Capacity string `mapstructure:"capacity"` // path inside each volume item, e.g. capacity
-}
-
-func setVMDefaults(v *viper.Viper) {
-	v.SetDefault("vms.kubevirt.enabled", true)
-	v.SetDefault("vms.custom", []map[string]any{})
-}
-
-func fillVMs(v *viper.Viper, c *Config) error {
-	c.VMs.KubeVirt = v.GetBool("vms.kubevirt.enabled")
-	if err := v.UnmarshalKey("vms.custom", &c.VMs.Custom); err != nil {
-		return fmt.Errorf("vms.custom: %w", err)
-	}
-	return nil
 }
 
 func (c *Config) validateVMs() []error {
