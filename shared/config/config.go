@@ -35,14 +35,39 @@ type Config struct {
 
 // MetricsConfig is the seed's "metrics:" block.
 type MetricsConfig struct {
-	Enabled         bool          // metrics.enabled
+	Enabled         bool          // metrics.enabled: false collects no node or pod metrics
 	CollectInterval time.Duration // metrics.collect_interval: seconds (seed) or a duration ("15s")
 	Namespaces      []string      // metrics.namespaces: empty means all
-	EnableNode      bool          // metrics.enable_node
-	EnablePod       bool          // metrics.enable_pod
+	EnableNode      bool          // metrics.enable_node: host and GPU metrics (see NodeMetrics)
+	EnablePod       bool          // metrics.enable_pod: pod metrics (see PodMetrics)
 	EnableNetwork   bool          // metrics.enable_network (reserved: no prober yet)
 	EnableCustom    bool          // metrics.enable_custom: VM custom resources
 	CacheRetention  time.Duration // metrics.cache_retention: seconds or a duration ("2h")
+}
+
+// NodeMetrics reports whether node metrics (the host's CPU, memory, disks,
+// network and GPUs) are collected; when not, off names the key that turned
+// them off, for the sources' reasons.
+func (m MetricsConfig) NodeMetrics() (on bool, off string) {
+	switch {
+	case !m.Enabled:
+		return false, "metrics.enabled=false"
+	case !m.EnableNode:
+		return false, "metrics.enable_node=false"
+	}
+	return true, ""
+}
+
+// PodMetrics reports whether pod metrics (the kubelet's pods and their
+// cgroups) are collected; when not, off names the key that turned them off.
+func (m MetricsConfig) PodMetrics() (on bool, off string) {
+	switch {
+	case !m.Enabled:
+		return false, "metrics.enabled=false"
+	case !m.EnablePod:
+		return false, "metrics.enable_pod=false"
+	}
+	return true, ""
 }
 
 // NATSConfig is the "nats:" block, shared by agent and aggregator.

@@ -77,7 +77,7 @@ func (c *Config) ValidateAgent() []error {
 			bad("agent.listen", "%q is not host:port: %v", a.Listen, err)
 		}
 	}
-	if a.Kubelet.Enabled && !a.Once && a.Kubelet.URL == "" {
+	if podsOn, _ := c.Metrics.PodMetrics(); podsOn && a.Kubelet.Enabled && !a.Once && a.Kubelet.URL == "" {
 		bad("agent.kubelet.url", "empty and $NODE_IP is not set: set --kubelet-url or --node-ip, or --disable-kubelet")
 	}
 	if a.Kubelet.URL != "" {
