@@ -44,48 +44,6 @@ func ParseServiceAccount(s string) (namespace, name string, err error) {
 	return namespace, name, nil
 }
 
-// validateAggregatorAuth checks the identity keys of the aggregator.
-func (c *Config) validateAggregatorAuth() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
-	}
-	n, g := c.NATS, c.Aggregator
-	if n.AuthMode != "" && n.AuthMode != AuthKubernetes {
-		bad("nats.auth_mode", "%q: want empty (the credentials given) or %q", n.AuthMode, AuthKubernetes)
-	}
-	if g.HTTPAuth != AuthNone && g.HTTPAuth != AuthKubernetes {
-		bad("aggregator.http_auth", "%q: want %q or %q", g.HTTPAuth, AuthNone, AuthKubernetes)
-	}
-	k8s := n.AuthMode == AuthKubernetes || g.HTTPAuth == AuthKubernetes
-	if k8s && g.TokenAudience == "" {
-		bad("aggregator.token_audience", "empty; tokens for NATS need an audience (default %s)", DefaultTokenAudience)
-	}
-	if k8s && (!authzPrefixRE.MatchString(g.AuthzPrefix) || reservedPrefixes[g.AuthzPrefix]) {
-		bad("aggregator.authz_prefix", "%q: want / and a lowercase name such as %s, outside the API server's own paths", g.AuthzPrefix, DefaultAuthzPrefix)
-	}
-	if g.AgentServiceAccount != "" {
-		if _, _, err := ParseServiceAccount(g.AgentServiceAccount); err != nil {
-			bad("aggregator.agent_service_account", "%v", err)
-		}
-	}
-	if n.URL != "" && n.AuthMode == AuthKubernetes {
-		if n.CalloutIssuerSeedFile == "" {
-			bad("nats.callout_issuer_seed_file", "empty: with nats.url, kubernetes mode answers the server's auth callout and signs with the account seed whose public key its auth_callout.issuer names")
-		}
-		if n.User == "" && n.CredsFile == "" {
-			bad("nats.user", "empty: with nats.url, kubernetes mode connects as one of the server's auth_callout.auth_users (nats.user and nats.password, or nats.creds_file)")
-		}
-	}
-	if n.URL == "" && n.AuthMode == AuthKubernetes && (n.Token != "" || n.User != "") {
-		bad("nats.auth_mode", "kubernetes replaces nats.token and nats.user on the embedded server: set one or the other")
-	}
-	if n.URL == "" && n.AuthMode == "" && n.Token == "" && n.User == "" && n.CredsFile == "" && !n.AllowAnonymous && !loopback(n.Listen) {
-		bad("nats.listen", "the embedded NATS server would accept anyone on %s: listen on 127.0.0.1, or set nats.auth_mode=kubernetes (--nats-auth-mode), nats.token or nats.user, or allow it explicitly with --nats-allow-anonymous", n.Listen)
-	}
-	return errs
-}
-
 // authzPrefixRE is one path segment that Kubernetes' default roles never
 // grant (they grant /api, /apis, /healthz, /version, ...).
 var authzPrefixRE = regexp.MustCompile(`^/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)

@@ -1,9 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // JetStreamConfig is "nats.jetstream:": the streams the aggregator creates
 // (or updates) at start, on its embedded server or on the user's NATS.
@@ -30,27 +27,3 @@ const (
 	// largest messages (wire.MaxMessageBytes each).
 	minStreamBytes = 16 << 20
 )
-
-func (c *Config) validateJetStream() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
-	}
-	j := c.NATS.JetStream
-	if j.Replicas < 0 || j.Replicas > MaxStreamReplicas {
-		bad("nats.jetstream.replicas", "%d is outside 0..%d (0 = 3 on a NATS cluster, else 1)", j.Replicas, MaxStreamReplicas)
-	}
-	if c.NATS.URL == "" && j.Replicas > 1 {
-		bad("nats.jetstream.replicas", "%d needs a NATS cluster; the embedded server is a single server (set --nats-url)", j.Replicas)
-	}
-	if j.ReportsMaxBytes < minStreamBytes {
-		bad("nats.jetstream.reports_max_bytes", "%d is below the minimum of %d", j.ReportsMaxBytes, minStreamBytes)
-	}
-	if j.EventsMaxBytes < minStreamBytes {
-		bad("nats.jetstream.events_max_bytes", "%d is below the minimum of %d", j.EventsMaxBytes, minStreamBytes)
-	}
-	if j.EventsMaxAge < time.Minute || j.EventsMaxAge > MaxCacheRetention {
-		bad("nats.jetstream.events_max_age", "%s is outside %s..%s", j.EventsMaxAge, time.Minute, MaxCacheRetention)
-	}
-	return errs
-}
