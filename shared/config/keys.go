@@ -101,7 +101,7 @@ var Keys = []Key{
 	{Name: "agent.listen", Default: ":9102", For: ForAgent, Flag: "listen",
 		Help: "address for /healthz, /readyz and /metrics; empty disables", Field: func(c *Config) any { return &c.Agent.Listen }},
 	{Name: "agent.source_timeout", Default: "0", For: ForAgent, Flag: "source-timeout",
-		Help: "deadline of each data source per cycle, seconds or a duration; 0 = 5s, at most half the interval", Field: func(c *Config) any { return &c.Agent.SourceTimeout }},
+		Help: "deadline of each data source per cycle, seconds or a duration; 0 = 5s, or half the interval if less; at most the interval", Field: func(c *Config) any { return &c.Agent.SourceTimeout }},
 	{Name: "agent.once", Default: false, For: ForAgent, Flag: "once",
 		Help: "collect one report, print it as JSON on stdout and exit (needs no cluster, NATS or GPU)", Field: func(c *Config) any { return &c.Agent.Once }},
 	{Name: "agent.kubelet.enabled", Default: true, For: ForAgent, Disable: "disable-kubelet",
