@@ -189,9 +189,7 @@ func registerFlags(fs *pflag.FlagSet, bin Binaries) {
 			fs.Int(k.Flag, k.Default.(int), usage)
 		case *[]string:
 			fs.StringSlice(k.Flag, nil, usage)
-		case *time.Duration:
-			fs.String(k.Flag, fmt.Sprint(k.Default), usage)
-		default:
+		default: // strings, and durations as seconds or "15s" (ParseSeconds)
 			fs.String(k.Flag, fmt.Sprint(k.Default), usage)
 		}
 	}
