@@ -507,6 +507,8 @@ func (r readiness) Ready() (bool, string) {
 // startManager builds snapshots in g, from the end of the restore until
 // ctx ends or stop stops it: the first snapshot then holds every node.
 func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store *state.Store, vmSrc *vm.Source) {
+	nodeOn, _ := a.cfg.Metrics.NodeMetrics()
+	podOn, _ := a.cfg.Metrics.PodMetrics()
 	mopts := manager.Options{
 		Interval:       a.cfg.Metrics.CollectInterval,
 		StaleIntervals: a.cfg.Aggregator.StaleIntervals,
@@ -515,7 +517,9 @@ func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store 
 		// decide pressure in the snapshot, so both sides agree.
 		Thresholds:    a.cfg.Agent.Thresholds,
 		Reports:       a.ing,
-		MetricsServer: a.cfg.Aggregator.MetricsServer,
+		MetricsServer: a.cfg.Aggregator.MetricsServer && a.cfg.Metrics.Enabled,
+		SkipNodeUsage: !nodeOn,
+		SkipPodUsage:  !podOn,
 		Store:         store,
 		Logger:        a.logger.With("component", "manager"),
 		OnEvents:      a.publishEvents,

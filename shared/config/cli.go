@@ -7,13 +7,15 @@ import (
 	"log/slog"
 
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
 )
 
 // Command is what the agent's and the aggregator's command lines share:
 // their flags plus --log-level and --version, usage text, loading and
-// validating the configuration, and a JSON logger on stderr.
+// validating the configuration, and a JSON logger on stderr that klog
+// (client-go's logger) writes through too.
 type Command struct {
 	Name     string                  // "agent" or "aggregator"
 	Usage    string                  // text between the title line and the flags
@@ -53,6 +55,9 @@ func (c Command) Parse(args []string, stdout, stderr io.Writer) (cfg *Config, lo
 		return nil, nil, 2, false
 	}
 	logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// client-go logs through klog: send it to the same handler, so that a
+	// pod writes one JSON stream (klog's V(n) is slog level -n).
+	klog.SetSlogLogger(logger)
 	cfg, err := Load(fs)
 	if err != nil {
 		logger.Error("configuration", "error", err)

@@ -1,11 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"time"
-
-	"github.com/spf13/viper"
-)
+import "time"
 
 // JetStreamConfig is "nats.jetstream:": the streams the aggregator creates
 // (or updates) at start, on its embedded server or on the user's NATS.
@@ -32,50 +27,3 @@ const (
 	// largest messages (wire.MaxMessageBytes each).
 	minStreamBytes = 16 << 20
 )
-
-func setJetStreamDefaults(v *viper.Viper) {
-	v.SetDefault("aggregator.data_dir", "")
-	v.SetDefault("nats.jetstream.replicas", 0)
-	v.SetDefault("nats.jetstream.reports_max_bytes", DefaultReportsMaxBytes)
-	v.SetDefault("nats.jetstream.events_max_age", DefaultEventsMaxAge.String())
-	v.SetDefault("nats.jetstream.events_max_bytes", DefaultEventsMaxBytes)
-}
-
-func fillJetStream(v *viper.Viper, c *Config) error {
-	c.Aggregator.DataDir = v.GetString("aggregator.data_dir")
-	age, err := ParseSeconds(v.Get("nats.jetstream.events_max_age"))
-	if err != nil {
-		return fmt.Errorf("nats.jetstream.events_max_age: %w", err)
-	}
-	c.NATS.JetStream = JetStreamConfig{
-		Replicas:        v.GetInt("nats.jetstream.replicas"),
-		ReportsMaxBytes: v.GetInt64("nats.jetstream.reports_max_bytes"),
-		EventsMaxAge:    age,
-		EventsMaxBytes:  v.GetInt64("nats.jetstream.events_max_bytes"),
-	}
-	return nil
-}
-
-func (c *Config) validateJetStream() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
-	}
-	j := c.NATS.JetStream
-	if j.Replicas < 0 || j.Replicas > MaxStreamReplicas {
-		bad("nats.jetstream.replicas", "%d is outside 0..%d (0 = 3 on a NATS cluster, else 1)", j.Replicas, MaxStreamReplicas)
-	}
-	if c.NATS.URL == "" && j.Replicas > 1 {
-		bad("nats.jetstream.replicas", "%d needs a NATS cluster; the embedded server is a single server (set --nats-url)", j.Replicas)
-	}
-	if j.ReportsMaxBytes < minStreamBytes {
-		bad("nats.jetstream.reports_max_bytes", "%d is below the minimum of %d", j.ReportsMaxBytes, minStreamBytes)
-	}
-	if j.EventsMaxBytes < minStreamBytes {
-		bad("nats.jetstream.events_max_bytes", "%d is below the minimum of %d", j.EventsMaxBytes, minStreamBytes)
-	}
-	if j.EventsMaxAge < time.Minute || j.EventsMaxAge > MaxCacheRetention {
-		bad("nats.jetstream.events_max_age", "%s is outside %s..%s", j.EventsMaxAge, time.Minute, MaxCacheRetention)
-	}
-	return errs
-}
