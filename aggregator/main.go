@@ -430,7 +430,12 @@ func (a *aggregator) startIngest(extra *prometheus.Registry, history *state.Hist
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
 			a.evid.nodeEvent(e)
 		},
-		OnRestore: restorer.Add,
+		// The events store starts empty: refill it with what the Events
+		// stream kept, quietly, as the past it is.
+		EventReplay:            a.cfg.Aggregator.EventsRetention,
+		OnReplayedEvent:        a.evid.nodeEvent,
+		OnReplayedClusterEvent: a.evid.clusterEvent,
+		OnRestore:              restorer.Add,
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,8 @@ const StartTimeout = 10 * time.Second
 // must hold every node's latest report; nothing is acknowledged, since
 // the streams' limits, not consumers, decide what they keep. Reports are
 // read from the start of the stream (the history window), events from
-// Config.EventReplay ago.
+// Config.EventReplay ago: those the stream held at Start go to the
+// replay callbacks, so they are kept without being announced again.
 func (i *Ingester) Start(nc *nats.Conn) error {
 	i.subMu.Lock()
 	defer i.subMu.Unlock()
@@ -75,6 +77,16 @@ func (i *Ingester) Start(nc *nats.Conn) error {
 	if i.cfg.EventReplay > 0 {
 		since := i.now().Add(-i.cfg.EventReplay)
 		ecfg.DeliverPolicy, ecfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+		einfo, err := events.Info(ctx)
+		if err != nil {
+			_ = i.stopLocked()
+			return fmt.Errorf("read stream %s: %w", streams.EventsName(i.prefix), err)
+		}
+		// What the stream holds now is the past: replayed, not news.
+		i.eventsReplayedTo = einfo.State.LastSeq
+		if i.cfg.OnReplayedClusterEvent != nil && einfo.State.LastSeq > 0 {
+			ecfg.FilterSubjects = append(ecfg.FilterSubjects, wire.ClusterEventSubject(i.prefix))
+		}
 	}
 	if err := i.consume(ctx, events, "events", ecfg, i.onEventMsg); err != nil {
 		_ = i.stopLocked()
@@ -142,11 +154,20 @@ func (i *Ingester) onEventMsg(m jetstream.Msg) {
 			i.logger.Error("event handler panicked; message dropped", "subject", truncate(m.Subject(), 200), "panic", r)
 		}
 	}()
-	arrived := i.now()
+	arrived, replayed := i.now(), false
 	if md, err := m.Metadata(); err == nil {
-		arrived = md.Timestamp
+		arrived, replayed = md.Timestamp, md.Sequence.Stream <= i.eventsReplayedTo
 	}
-	i.handleAt(m.Subject(), m.Data(), arrived)
+	switch subject := m.Subject(); {
+	case subject == wire.ClusterEventSubject(i.prefix):
+		if replayed && i.cfg.OnReplayedClusterEvent != nil {
+			i.handleClusterEvent(subject, m.Data())
+		}
+	case strings.HasSuffix(subject, ".event"):
+		i.handleEvent(subject, m.Data(), arrived, replayed)
+	default:
+		i.handleAt(subject, m.Data(), arrived) // refused as neither
+	}
 }
 
 // Restored is closed once the replay of the Reports stream has reached the

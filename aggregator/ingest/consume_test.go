@@ -195,3 +195,44 @@ func TestEventReplay(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayedEventsAreThePast: what the Events stream held at Start goes
+// to the replay callbacks, node and cluster events alike; what comes after
+// is news for OnEvent, and later cluster events are not read.
+func TestReplayedEventsAreThePast(t *testing.T) {
+	url := startNATS(t)
+	nc := connect(t, url)
+	publishEvent := func(kind, sender, subject, msg string) {
+		t.Helper()
+		e := &model.Event{Type: model.EventGPUXid, Node: "n1", Timestamp: time.Now().UTC(), Message: msg}
+		if kind == wire.KindClusterEvent {
+			e = &model.Event{Type: "NodeStale", Node: "n1", Timestamp: time.Now().UTC(), Message: msg}
+		}
+		b, err := wire.EncodeEvent(kind, sender, e)
+		require.NoError(t, err)
+		_, err = nc.Request(subject, b, waitFor)
+		require.NoError(t, err)
+	}
+	publishEvent(wire.KindNodeEvent, "n1", wire.NodeEventSubject(prefix, "n1"), "node, before")
+	publishEvent(wire.KindClusterEvent, "aggregator", wire.ClusterEventSubject(prefix), "cluster, before")
+	_, err := nc.Request(wire.ClusterEventSubject(prefix), []byte("not an envelope"), waitFor)
+	require.NoError(t, err)
+
+	live, replayed, cluster := &eventSink{}, &eventSink{}, &eventSink{}
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler), EventReplay: time.Hour,
+		OnEvent: live.add, OnReplayedEvent: replayed.add, OnReplayedClusterEvent: cluster.add})
+	require.NoError(t, err)
+	require.NoError(t, in.Start(connect(t, url)))
+	defer in.Close()
+	require.Eventually(t, func() bool { return len(replayed.get()) == 1 && len(cluster.get()) == 1 }, waitFor, tick)
+	assert.Equal(t, "node, before", replayed.get()[0].Message)
+	assert.Equal(t, "cluster, before", cluster.get()[0].Message)
+	require.Eventually(t, func() bool { return promtest.ToFloat64(in.dropped.WithLabelValues(ReasonMalformed)) == 1 }, waitFor, tick)
+
+	publishEvent(wire.KindNodeEvent, "n1", wire.NodeEventSubject(prefix, "n1"), "node, after")
+	publishEvent(wire.KindClusterEvent, "aggregator", wire.ClusterEventSubject(prefix), "cluster, after")
+	require.Eventually(t, func() bool { return len(live.get()) == 1 }, waitFor, tick)
+	assert.Equal(t, "node, after", live.get()[0].Message)
+	assert.Never(t, func() bool { return len(cluster.get()) > 1 || len(replayed.get()) > 1 }, 300*time.Millisecond, tick)
+	assert.Equal(t, 2.0, promtest.ToFloat64(in.events), "each node event counted once")
+}

@@ -94,9 +94,17 @@ type Config struct {
 	// callback delays the events behind it, never drops them. Nil discards
 	// events.
 	OnEvent func(*model.Event)
-	// EventReplay is how far back Start replays node events to OnEvent;
-	// zero delivers only events stored after Start.
+	// EventReplay is how far back Start replays the Events stream; zero
+	// delivers only events stored after Start.
 	EventReplay time.Duration
+	// OnReplayedEvent, when set, receives instead of OnEvent the node
+	// events the Events stream held at Start: the past, to be kept but not
+	// announced as news.
+	OnReplayedEvent func(*model.Event)
+	// OnReplayedClusterEvent receives the cluster events the Events stream
+	// held at Start (within EventReplay), in stream order; later ones are
+	// not read, since each aggregator derives them itself. Nil reads none.
+	OnReplayedClusterEvent func(*model.Event)
 	// OnRestore receives, in stream order, every valid report replayed
 	// from the Reports stream until the replay has caught up with what the
 	// stream held at Start (see Restored); it rebuilds history. It runs on
@@ -148,6 +156,10 @@ type Ingester struct {
 	closed    bool
 
 	restore *restore
+	// eventsReplayedTo is the Events stream's last sequence at Start when
+	// events are replayed: messages up to it are the past. Set before the
+	// consumers start, read only by them.
+	eventsReplayedTo uint64
 
 	dropped *prometheus.CounterVec
 	reports *prometheus.CounterVec
@@ -312,7 +324,7 @@ func (i *Ingester) handleAt(subject string, data []byte, arrived time.Time) *mod
 	case strings.HasSuffix(subject, ".report"):
 		return i.handleReport(subject, data, arrived)
 	case strings.HasSuffix(subject, ".event"):
-		i.handleEvent(subject, data, arrived)
+		i.handleEvent(subject, data, arrived, false)
 	default:
 		i.drop(subject, fmt.Errorf("%w: %q is neither a report nor an event subject", wire.ErrSubject, subject))
 	}
@@ -345,7 +357,7 @@ func (i *Ingester) handleReport(subject string, data []byte, arrived time.Time) 
 	return r
 }
 
-func (i *Ingester) handleEvent(subject string, data []byte, arrived time.Time) {
+func (i *Ingester) handleEvent(subject string, data []byte, arrived time.Time, replayed bool) {
 	node, err := wire.NodeFromSubject(i.prefix, subject)
 	if err != nil {
 		i.drop(subject, err)
@@ -367,9 +379,25 @@ func (i *Ingester) handleEvent(subject string, data []byte, arrived time.Time) {
 		return
 	}
 	i.events.Inc()
+	if replayed && i.cfg.OnReplayedEvent != nil {
+		i.cfg.OnReplayedEvent(e)
+		return
+	}
 	if i.onEvent != nil {
 		i.onEvent(e)
 	}
+}
+
+// handleClusterEvent hands on a cluster event replayed from the Events
+// stream. The aggregator published it itself, but the stream is shared
+// with whoever may publish there, so it is checked like any input.
+func (i *Ingester) handleClusterEvent(subject string, data []byte) {
+	e, err := wire.DecodeClusterEvent(data)
+	if err != nil {
+		i.drop(subject, err)
+		return
+	}
+	i.cfg.OnReplayedClusterEvent(e)
 }
 
 // Ingest's own refusals, beside the wire's.
