@@ -9,8 +9,8 @@ PKGS := ./...
 # every cgo build prints pages of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build build-agent build-aggregator test e2e bench bench-fleet lint fmt tidy-check run run-once clean \
-	images helm manifests manifests-check chart-lint chart-check
+.PHONY: all build build-agent build-aggregator test e2e fault bench bench-fleet lint fmt tidy-check run run-once clean \
+	images helm manifests manifests-check chart-lint chart-check promtool metrics-check actionlint workflow-lint
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
 # $(IMAGE_REGISTRY)/aggregator:$(IMAGE_TAG).
@@ -29,6 +29,16 @@ HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION
 	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37 \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37
 
+# promtool, built from the Go module proxy into .cache/ like helm, checks
+# the /metrics exposition of both binaries (make metrics-check).
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL := $(CURDIR)/.cache/bin/promtool-$(PROMTOOL_VERSION)
+
+# actionlint, built from the Go module proxy into .cache/ like helm, checks
+# the GitHub Actions workflows (make workflow-lint).
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(CURDIR)/.cache/bin/actionlint-$(ACTIONLINT_VERSION)
+
 all: build
 
 build: build-agent build-aggregator ## build bin/agent and bin/aggregator
@@ -46,10 +56,23 @@ test: lint ## unit tests with the race detector
 
 # End-to-end: a real kube-apiserver, etcd and metrics-server on loopback,
 # built from the Go module proxy into .cache/e2e/bin on the first run (see
-# docs/testing.md), with simulated kubelets, the aggregator and agents.
-e2e: ## end-to-end tests against a real control plane (build tag e2e)
+# docs/testing.md), with simulated kubelets, the aggregator and agents; the
+# web view is driven in Debian's Chromium (installed once by chromium.sh);
+# then the slow fault cases.
+e2e: ## end-to-end tests against a real control plane (build tag e2e), the web view in headless Chromium, then the slow fault cases
 	test/e2e/build.sh
+	test/e2e/chromium.sh
 	$(GO) test -tags e2e -count=1 -timeout 30m ./test/e2e/...
+	$(MAKE) fault K8SMON_FAULT=slow
+
+# Fault suite: real nats-server processes (built from the module proxy into
+# .cache/fault/bin by test/fault/build.sh) and the real binaries on
+# loopback, with NATS killed, paused and clustered and the aggregator
+# killed. K8SMON_FAULT picks the cases: quick (CI), slow, or all.
+K8SMON_FAULT ?= quick
+fault: ## fault suite (build tag fault): K8SMON_FAULT=quick|slow|all
+	FAULT_NATS_SERVER=$$(test/fault/build.sh)/nats-server K8SMON_FAULT=$(K8SMON_FAULT) \
+		$(GO) test -tags fault -count=1 -timeout 20m ./test/fault/...
 
 # The fleet benchmark: metrics-server and the aggregator side by side on
 # NODES simulated nodes × PODS pods (real control plane as in e2e), CPU and
@@ -78,11 +101,12 @@ tidy-check:
 	  echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; git diff -- go.mod go.sum | head -40; \
 	  cp /tmp/k8smon.go.mod.bak go.mod; cp /tmp/k8smon.go.sum.bak go.sum; exit 1; fi
 
-run: ## run the aggregator and an agent for this machine; prints the API URL
-	./scripts/run-local.sh
+run: ## run the aggregator and an agent for this machine (HTTP_ADDR, NATS_ADDR, AGENT_ADDR, INTERVAL); prints the URLs
+	@./scripts/run-local.sh
 
-run-once: ## print one node report of this machine as JSON and exit
-	$(GO) run ./agent --once --disable-kubelet
+# Not echoed, so that `make run-once > report.json` is JSON; logs go to stderr.
+run-once: ## print one node report of this machine as JSON on stdout and exit
+	@$(GO) run ./agent --once --disable-kubelet
 
 clean:
 	rm -rf $(BIN)
@@ -109,3 +133,28 @@ chart-lint: $(HELM) ## helm lint with the default values and each example
 
 chart-check: $(HELM) ## helm lint, template checks (bad values must fail), NOTES, manifests-check
 	HELM=$(HELM) scripts/chart-check.sh all
+
+$(PROMTOOL):
+	@mkdir -p $(@D) .cache/promtool-build
+	@echo "building promtool $(PROMTOOL_VERSION) from the Go module proxy into .cache/ (a few minutes the first time)"
+	GOBIN=$(CURDIR)/.cache/promtool-build $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv .cache/promtool-build/promtool $@
+
+promtool: $(PROMTOOL) ## build the cached promtool
+
+metrics-check: $(PROMTOOL) ## promtool check metrics on both binaries' /metrics, check rules on the Grafana dashboard's queries
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	K8SMON_EXPOSITION_DIR=$$dir $(GO) test -count=1 -run 'TestMetricsExposition|TestSnapshotSeriesLint|TestDashboardSeries' ./agent ./aggregator/api || exit 1; \
+	for f in $$dir/agent.prom $$dir/aggregator.prom; do \
+	  echo "promtool check metrics $$(basename $$f)"; $(PROMTOOL) check metrics < $$f || exit 1; done; \
+	$(PROMTOOL) check rules $$dir/dashboard.rules.yml
+
+$(ACTIONLINT):
+	@mkdir -p $(@D) .cache/actionlint-build
+	GOBIN=$(CURDIR)/.cache/actionlint-build $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv .cache/actionlint-build/actionlint $@
+
+actionlint: $(ACTIONLINT) ## build the cached actionlint
+
+workflow-lint: $(ACTIONLINT) ## actionlint on .github/workflows (the release workflow)
+	$(ACTIONLINT) -no-color .github/workflows/*.yml

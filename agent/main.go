@@ -72,32 +72,54 @@ type closer interface{ Close() error }
 
 // buildSources returns the agent's sources in apply order: host, gpu, then
 // podresources (it attaches pods to the GPUs), then kubelet, then the pod
-// cgroups' memory counters.
+// cgroups' memory counters. Sources turned off by metrics.enabled,
+// enable_node or enable_pod stay in the list as unavailable, saying which key.
 func buildSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
+	return append(nodeSources(cfg, logger), podSources(cfg, logger)...)
+}
+
+// nodeSources are the host's and the GPUs' sources.
+func nodeSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
 	a := cfg.Agent
 	sources := collector.NewHostSources(a, logger)
-	if a.GPU.Enabled {
-		sources = append(sources,
-			gpu.NewSource(logger.With("source", gpu.SourceName), gpu.Options{NodeName: a.NodeName}),
-			gpu.NewPodResourcesSource(logger.With("source", gpu.PodResourcesSourceName), a.GPU.PodResourcesSocket))
-	} else {
-		sources = append(sources, collector.Disabled(gpu.SourceName, "disabled by configuration (agent.gpu.enabled=false)"))
+	if on, off := cfg.Metrics.NodeMetrics(); !on {
+		for i, s := range sources {
+			sources[i] = collector.Disabled(s.Name(), "disabled by configuration ("+off+")")
+		}
+		return append(sources, collector.Disabled(gpu.SourceName, "disabled by configuration ("+off+")"))
 	}
+	if !a.GPU.Enabled {
+		return append(sources, collector.Disabled(gpu.SourceName, "disabled by configuration (agent.gpu.enabled=false)"))
+	}
+	return append(sources,
+		gpu.NewSource(logger.With("source", gpu.SourceName), gpu.Options{NodeName: a.NodeName}),
+		gpu.NewPodResourcesSource(logger.With("source", gpu.PodResourcesSourceName), a.GPU.PodResourcesSocket))
+}
+
+// podSources are the kubelet's pods and their cgroups.
+func podSources(cfg *config.Config, logger *slog.Logger) []collector.Source {
+	a := cfg.Agent
+	if on, off := cfg.Metrics.PodMetrics(); !on {
+		return []collector.Source{
+			collector.Disabled(kubelet.Name, "disabled by configuration ("+off+")"),
+			collector.Disabled(collector.CgroupSourceName, "disabled by configuration ("+off+")"),
+		}
+	}
+	var k collector.Source
 	switch {
 	case !a.Kubelet.Enabled:
-		sources = append(sources, collector.Disabled(kubelet.Name, "disabled by configuration (agent.kubelet.enabled=false)"))
+		k = collector.Disabled(kubelet.Name, "disabled by configuration (agent.kubelet.enabled=false)")
 	case a.Kubelet.URL == "":
-		sources = append(sources, collector.Disabled(kubelet.Name, "no kubelet URL: set --kubelet-url or $NODE_IP"))
+		k = collector.Disabled(kubelet.Name, "no kubelet URL: set --kubelet-url or $NODE_IP")
 	default:
-		k, err := kubelet.New(a.Kubelet, logger.With("source", kubelet.Name))
+		src, err := kubelet.New(a.Kubelet, logger.With("source", kubelet.Name))
 		if err != nil {
-			sources = append(sources, collector.Disabled(kubelet.Name, err.Error()))
-			break
+			k = collector.Disabled(kubelet.Name, err.Error())
+		} else {
+			k = src
 		}
-		sources = append(sources, k)
 	}
-	sources = append(sources, collector.NewCgroupSource(collector.NewHostPaths(a.HostRoot)))
-	return sources
+	return []collector.Source{k, collector.NewCgroupSource(collector.NewHostPaths(a.HostRoot))}
 }
 
 func closeSources(sources []collector.Source, logger *slog.Logger) {
@@ -133,14 +155,9 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 	logger.Info("agent starting", "version", version.Version, "interval", cfg.Metrics.CollectInterval,
 		"nats", config.RedactURLs(cfg.NATS.URL), "natsCredential", cfg.NATS.CredentialKind(), "hostRoot", cfg.Agent.HostRoot, "kubelet", config.RedactURLs(cfg.Agent.Kubelet.URL))
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sources := buildSources(cfg, logger)
 	defer closeSources(sources, logger)
-	runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, reg)
-	rep := reporter.New(cfg.Agent.NodeName, cfg.Metrics.CollectInterval, runner, cfg.Agent.Thresholds, logger, reg)
-
-	pub, err := publish.Connect(cfg.NATS, cfg.Agent.NodeName, logger.With("component", "publish"), reg)
+	reg, rep, pub, err := instrumented(cfg, sources, logger)
 	if err != nil {
 		return err
 	}
@@ -170,4 +187,19 @@ func runLoop(cfg *config.Config, logger *slog.Logger) error {
 		logger.Warn("closing NATS", "error", cerr)
 	}
 	return err
+}
+
+// instrumented builds the reporter and the publisher with their metrics on
+// one registry, the one /metrics serves, beside the runtime's and the
+// process's.
+func instrumented(cfg *config.Config, sources []collector.Source, logger *slog.Logger) (*prometheus.Registry, *reporter.Reporter, *publish.Publisher, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runner := collector.NewRunner(sources, cfg.Agent.SourceTimeout, logger, reg)
+	rep := reporter.New(cfg.Agent.NodeName, cfg.Metrics.CollectInterval, runner, cfg.Agent.Thresholds, logger, reg)
+	pub, err := publish.Connect(cfg.NATS, cfg.Agent.NodeName, logger.With("component", "publish"), reg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return reg, rep, pub, nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,18 +26,21 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/api"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/clusterevents"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/ingest"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/kube"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/manager"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/mcp"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natslink"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsserver"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/openapi"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/streams"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/vm"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/web"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/version"
-	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
 
 func main() {
@@ -71,6 +75,8 @@ const (
 	// drainTimeout bounds the NATS drain: handling the messages already
 	// received and flushing the last published events.
 	drainTimeout = 5 * time.Second
+	// streamsTimeout bounds one attempt at creating the streams.
+	streamsTimeout = 10 * time.Second
 )
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -147,10 +153,19 @@ type aggregator struct {
 
 	httpSrv  *http.Server
 	embedded *natsserver.Server
+	// tmpStore is the embedded server's temporary JetStream store, removed
+	// at stop; "" with aggregator.data_dir set.
+	tmpStore string
 	natsURL  string
 	nc       *nats.Conn
 	ncClosed chan struct{}
+	link     *natslink.Link
+	streams  *streams.Result
 	ing      *ingest.Ingester
+	events   *clusterevents.Publisher
+	// startup is what start-up awaits, for /readyz, until ing is set.
+	startup  atomic.Pointer[string]
+	ingReady atomic.Pointer[ingest.Ingester]
 	mgr      *manager.Manager
 	mgrDone  chan struct{}
 	cluster  *kube.Cluster
@@ -201,19 +216,24 @@ func (a *aggregator) start(ctx context.Context, g *errgroup.Group, ln net.Listen
 	if a.ident, err = newIdentity(ctx, a.cfg, a.logger, extra); err != nil {
 		return err
 	}
+	history := state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints)
 	store := state.NewStore(state.StoreOptions{
-		History:    state.NewHistory(a.cfg.Metrics.CacheRetention, a.cfg.Aggregator.HistoryPoints),
+		History:    history,
 		Standalone: a.cluster == nil,
 		MaxAge:     3 * a.cfg.Metrics.CollectInterval,
 	})
+	a.awaiting("connecting to NATS and creating the JetStream streams")
 	if err := a.startHTTP(g, ln, store, extra); err != nil {
 		return err
 	}
 
-	if err := a.startNATS(ctx, g); err != nil {
+	if err := a.startNATS(ctx, g, extra); err != nil {
 		return err
 	}
-	if err := a.startIngest(extra); err != nil {
+	if err := a.startStreams(ctx, extra); err != nil {
+		return err
+	}
+	if err := a.startIngest(extra, history); err != nil {
 		return err
 	}
 	a.startManager(ctx, g, store, vmSrc)
@@ -238,7 +258,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 	if err != nil {
 		return err
 	}
-	handler := api.New(store, api.Options{
+	handler := api.New(readiness{Store: store, a: a}, api.Options{
 		Logger:        a.logger.With("component", "api"),
 		ObjectMetrics: a.cfg.Aggregator.ObjectMetrics,
 		Thresholds:    a.cfg.Agent.Thresholds,
@@ -258,6 +278,7 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 			mcpSrv.RegisterRoutes(mux)
 			openapi.RegisterRoutes(mux)
 			a.evid.routes(mux, diag, extra)
+			web.RegisterRoutes(mux)
 		},
 	})
 	handler = a.ident.http(handler)
@@ -272,13 +293,19 @@ func (a *aggregator) startHTTP(g *errgroup.Group, ln net.Listener, store *state.
 	return nil
 }
 
-// startNATS starts the embedded NATS server unless an external URL is
-// configured, and connects to it. Losing either for good fails g.
-func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
+// startNATS starts the embedded NATS server, with JetStream in
+// aggregator.data_dir, unless an external URL is configured, and connects
+// to it. Losing either for good fails g; an outage of an external NATS is
+// logged, counted and reported by /readyz (natslink).
+func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group, extra *prometheus.Registry) error {
 	a.natsURL = a.cfg.NATS.URL
 	opts := a.cfg.NATS.NATSOptions("k8smon-aggregator " + a.id)
 	if a.natsURL == "" {
-		srv, err := natsserver.Start(a.cfg.NATS, a.logger, a.ident.natsOptions()...)
+		dir, err := a.jetStreamDir()
+		if err != nil {
+			return err
+		}
+		srv, err := natsserver.Start(a.cfg.NATS, a.logger, append(a.ident.natsOptions(), natsserver.JetStream(dir))...)
 		if err != nil {
 			return err
 		}
@@ -292,15 +319,69 @@ func (a *aggregator) startNATS(ctx context.Context, g *errgroup.Group) error {
 		nats.DrainTimeout(drainTimeout),
 		nats.ClosedHandler(func(*nats.Conn) { once.Do(func() { close(closed) }) }),
 	)
-	nc, err := nats.Connect(a.natsURL, opts...)
+	link, err := natslink.Connect(a.natsURL, opts, a.logger.With("component", "nats"), extra)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", config.RedactURLs(a.natsURL), err)
+		return err
 	}
-	a.nc, a.ncClosed = nc, closed
-	if err := a.ident.serveCallout(nc); err != nil {
+	a.link, a.nc, a.ncClosed = link, link.Conn(), closed
+	if err := a.ident.serveCallout(a.nc); err != nil {
 		return err
 	}
 	g.Go(func() error { return a.watchNATS(ctx) })
+	return nil
+}
+
+// jetStreamDir returns the embedded server's store: aggregator.data_dir,
+// or a temporary directory that stop removes.
+func (a *aggregator) jetStreamDir() (string, error) {
+	if dir := a.cfg.Aggregator.DataDir; dir != "" {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp("", "k8smon-jetstream-")
+	if err != nil {
+		return "", fmt.Errorf("create a temporary JetStream store (set aggregator.data_dir): %w", err)
+	}
+	a.tmpStore = tmp
+	a.logger.Warn("no aggregator.data_dir: reports and history are kept in a temporary directory and lost at exit; set --data-dir to keep them across restarts", "dir", tmp)
+	return tmp, nil
+}
+
+// startStreams creates or updates the Reports and Events streams,
+// retrying while NATS is unreachable; a server without JetStream, an
+// account without the rights or a conflicting stream is a configuration to
+// fix and fails the start. Then it opens the cluster event publisher.
+func (a *aggregator) startStreams(ctx context.Context, extra *prometheus.Registry) error {
+	logger := a.logger.With("component", "streams")
+	c := streams.FromConfig(a.cfg)
+	wait := 500 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, streamsTimeout)
+		res, err := streams.Ensure(actx, a.nc, c, logger)
+		cancel()
+		if err == nil {
+			a.streams = res
+			break
+		}
+		if errors.Is(err, streams.ErrNoJetStream) || errors.Is(err, streams.ErrPermission) || errors.Is(err, streams.ErrConflict) {
+			return err
+		}
+		logger.Warn("cannot create the JetStream streams yet; retrying", "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create the JetStream streams: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+	events, err := clusterevents.New(ctx, clusterevents.Options{
+		Conn: a.nc, Prefix: a.cfg.NATS.SubjectPrefix, ID: a.id, Replicas: a.streams.Replicas,
+		Registerer: extra, Logger: a.logger.With("component", "cluster-events"),
+	})
+	if err != nil {
+		return err
+	}
+	events.Start()
+	a.events = events
 	return nil
 }
 
@@ -328,8 +409,15 @@ func (a *aggregator) watchNATS(ctx context.Context) error {
 	}
 }
 
-// startIngest subscribes to the agents' reports and events.
-func (a *aggregator) startIngest(extra *prometheus.Registry) error {
+// startIngest consumes the agents' reports and events. Replaying the
+// Reports stream restores every node's latest report and, through a
+// Restorer, the history window; the restored readings are the reports'
+// own, merged with no Kubernetes object (the informers list later, and
+// hold no past anyway).
+func (a *aggregator) startIngest(extra *prometheus.Registry, history *state.History) error {
+	restorer := state.NewRestorer(state.RestoreOptions{
+		History: history, StaleIntervals: a.cfg.Aggregator.StaleIntervals, Thresholds: a.cfg.Agent.Thresholds,
+	})
 	ing, err := ingest.New(ingest.Config{
 		Prefix:       a.cfg.NATS.SubjectPrefix,
 		Registerer:   extra,
@@ -342,21 +430,90 @@ func (a *aggregator) startIngest(extra *prometheus.Registry) error {
 			a.logger.Info("node event", "node", e.Node, "type", e.Type, "severity", e.Severity, "message", e.Message)
 			a.evid.nodeEvent(e)
 		},
+		// The events store starts empty: refill it with what the Events
+		// stream kept, quietly, as the past it is.
+		EventReplay:            a.cfg.Aggregator.EventsRetention,
+		OnReplayedEvent:        a.evid.nodeEvent,
+		OnReplayedClusterEvent: a.evid.clusterEvent,
+		OnRestore:              restorer.Add,
 	})
 	if err != nil {
 		return err
 	}
 	if err := ing.Start(a.nc); err != nil {
-		return fmt.Errorf("subscribe to agent reports: %w", err)
+		return fmt.Errorf("consume agent reports: %w", err)
 	}
 	a.ing = ing
+	a.ingReady.Store(ing)
 	a.evid.setReports(ing)
 	return nil
 }
 
-// startManager builds snapshots in g until ctx ends or stop stops it.
+// restored waits until the Reports stream has been replayed; false when
+// ctx ended first.
+func (a *aggregator) restored(ctx context.Context) bool {
+	select {
+	case <-a.ing.Restored():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// awaiting records what start-up waits for, which /readyz says.
+func (a *aggregator) awaiting(what string) { a.startup.Store(&what) }
+
+// readiness adds start-up and NATS's reachability to the store's own
+// probes: not ready until the streams exist and the Reports stream has
+// been replayed; ready but degraded, still serving, while NATS is
+// unreachable. Start-up is alive however long it takes (an external NATS
+// that does not answer yet, a long window to replay): the store's "no
+// snapshot built for …" applies once snapshots are built.
+type readiness struct {
+	*state.Store
+	a *aggregator
+}
+
+// starting says what start-up awaits, "" once the restore is done.
+func (r readiness) starting() string {
+	ing := r.a.ingReady.Load()
+	if ing == nil {
+		return *r.a.startup.Load()
+	}
+	if restoring, why := ing.Restoring(); restoring {
+		return why
+	}
+	return ""
+}
+
+// Healthy implements api.Provider.
+func (r readiness) Healthy() (bool, string) {
+	if why := r.starting(); why != "" {
+		return true, why
+	}
+	return r.Store.Healthy()
+}
+
+// Ready implements api.Provider.
+func (r readiness) Ready() (bool, string) {
+	if why := r.starting(); why != "" {
+		return false, why
+	}
+	ok, why := r.Store.Ready()
+	if degraded := r.a.link.Degraded(); ok && degraded != "" {
+		if why != "" {
+			degraded += "; " + why
+		}
+		return true, degraded
+	}
+	return ok, why
+}
+
+// startManager builds snapshots in g, from the end of the restore until
+// ctx ends or stop stops it: the first snapshot then holds every node.
 func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store *state.Store, vmSrc *vm.Source) {
-	subject := wire.ClusterEventSubject(a.cfg.NATS.SubjectPrefix)
+	nodeOn, _ := a.cfg.Metrics.NodeMetrics()
+	podOn, _ := a.cfg.Metrics.PodMetrics()
 	mopts := manager.Options{
 		Interval:       a.cfg.Metrics.CollectInterval,
 		StaleIntervals: a.cfg.Aggregator.StaleIntervals,
@@ -365,10 +522,12 @@ func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store 
 		// decide pressure in the snapshot, so both sides agree.
 		Thresholds:    a.cfg.Agent.Thresholds,
 		Reports:       a.ing,
-		MetricsServer: a.cfg.Aggregator.MetricsServer,
+		MetricsServer: a.cfg.Aggregator.MetricsServer && a.cfg.Metrics.Enabled,
+		SkipNodeUsage: !nodeOn,
+		SkipPodUsage:  !podOn,
 		Store:         store,
 		Logger:        a.logger.With("component", "manager"),
-		OnEvents:      func(events []model.Event) { a.publishEvents(subject, events) },
+		OnEvents:      a.publishEvents,
 	}
 	// Typed nils would read as present sources.
 	if a.cluster != nil {
@@ -381,6 +540,9 @@ func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store 
 	a.mgrDone = make(chan struct{})
 	g.Go(func() error {
 		defer close(a.mgrDone)
+		if !a.restored(ctx) {
+			return nil
+		}
 		// ErrStopped: stop came first, which is no failure.
 		if err := a.mgr.Start(ctx); err != nil && !errors.Is(err, manager.ErrStopped) {
 			return fmt.Errorf("build snapshots: %w", err)
@@ -389,20 +551,15 @@ func (a *aggregator) startManager(ctx context.Context, g *errgroup.Group, store 
 	})
 }
 
-// publishEvents logs each cluster event and publishes it on subject.
-func (a *aggregator) publishEvents(subject string, events []model.Event) {
+// publishEvents logs each cluster event and hands them to the publisher,
+// which sends them when this replica holds the lease.
+func (a *aggregator) publishEvents(events []model.Event) {
 	for i := range events {
 		e := &events[i]
 		a.logger.Info("cluster event", "type", e.Type, "severity", e.Severity, "message", e.Message)
 		a.evid.clusterEvent(e)
-		data, err := wire.EncodeEvent(wire.KindClusterEvent, a.id, e)
-		if err == nil {
-			err = a.nc.Publish(subject, data)
-		}
-		if err != nil {
-			a.logger.Warn("cluster event not published", "type", e.Type, "error", err)
-		}
 	}
+	a.events.Publish(events)
 }
 
 // startCluster waits for the API server and the informers' first lists,
@@ -418,6 +575,8 @@ func (a *aggregator) startCluster(ctx context.Context) error {
 		a.logger.Warn("informers not synced yet; not ready until they are", "error", err)
 	case err != nil:
 		return fmt.Errorf("start informers: %w", err)
+	case !a.restored(ctx):
+		return nil
 	default:
 		if err := a.mgr.Collect(ctx); err != nil && ctx.Err() == nil {
 			a.logger.Warn("collect", "error", err)
@@ -455,6 +614,13 @@ func (a *aggregator) stop() {
 		<-a.mgrDone
 		a.logger.Info("snapshot builds stopped")
 	}
+	if a.events != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		if err := a.events.Close(ctx); err != nil {
+			a.logger.Warn("release the cluster event lease", "error", err)
+		}
+		cancel()
+	}
 	if a.nc != nil {
 		a.drainNATS()
 	}
@@ -476,6 +642,9 @@ func (a *aggregator) stop() {
 	}
 	if a.embedded != nil {
 		a.embedded.Shutdown()
+	}
+	if a.tmpStore != "" {
+		_ = os.RemoveAll(a.tmpStore)
 	}
 }
 

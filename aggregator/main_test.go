@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -506,11 +507,110 @@ func getJSON(t *testing.T, url string, into any) int {
 func TestAggregatorFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
 	assert.Equal(t, 0, run([]string{"--help"}, &out, &errOut))
-	assert.Contains(t, errOut.String(), "--nats-url")
+	assert.Contains(t, out.String(), "--nats-url", "--help | less shows the flags")
+	assert.Empty(t, errOut.String())
 	errOut.Reset()
 	assert.Equal(t, 2, run([]string{"--stale-intervals", "0"}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "aggregator.stale_intervals")
 	errOut.Reset()
 	assert.Equal(t, 2, run([]string{"--bogus"}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "unknown flag")
+}
+
+// An aggregator restarted on the same data directory knows every node and
+// its history at once, from the Reports stream, before any agent reports
+// again. The restored history holds every reading the stream keeps, also
+// those that arrived in a burst between two snapshots and so were never
+// recorded live.
+func TestRestartRestoresNodesAndHistory(t *testing.T) {
+	noCluster(t)
+	cfg := loadConfig(t, "--http-addr", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--interval", "1", "--data-dir", t.TempDir())
+	agg := startAggregator(t, cfg, slog.New(slog.DiscardHandler))
+	base, natsURL := agg.base, agg.natsURL
+
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := time.Now().UTC().Add(-10 * time.Second).Truncate(time.Second)
+	for _, node := range []string{"a", "b.example.internal"} {
+		pub, err := publish.Connect(config.NATSConfig{URL: natsURL, SubjectPrefix: wire.DefaultPrefix, BufferSize: 10}, node, logger, nil)
+		require.NoError(t, err)
+		for i := range 5 {
+			require.NoError(t, pub.PublishReport(&model.NodeReport{
+				NodeName: node, Timestamp: start.Add(time.Duration(i) * time.Second), IntervalSeconds: 1,
+				Node: model.NodeMetrics{NodeName: node, CPUCapacity: 8000, CPUUsage: int64(1000 + i), MemoryCapacity: 1 << 30},
+			}))
+		}
+		require.NoError(t, pub.Close(5*time.Second))
+	}
+	type point struct {
+		Timestamp time.Time `json:"timestamp"`
+		CPUUsage  int64     `json:"cpuUsage"`
+	}
+	var before struct {
+		Items []point `json:"items"`
+	}
+	last := start.Add(4 * time.Second)
+	require.Eventually(t, func() bool {
+		before.Items = nil
+		return getJSON(t, base+"/api/v1/metrics/nodes/b.example.internal/history", &before) == http.StatusOK &&
+			len(before.Items) > 0 && before.Items[len(before.Items)-1].Timestamp.Equal(last)
+	}, 10*time.Second, 50*time.Millisecond)
+	require.NoError(t, agg.stop(t))
+
+	base = startAggregator(t, cfg, slog.New(slog.DiscardHandler)).base
+	var probe map[string]any
+	require.Eventually(t, func() bool { return getJSON(t, base+"/readyz", &probe) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
+	// Ready means restored: no agent has reported since the restart.
+	var after struct {
+		Items []point `json:"items"`
+	}
+	require.Equal(t, http.StatusOK, getJSON(t, base+"/api/v1/metrics/nodes/b.example.internal/history", &after))
+	require.Len(t, after.Items, 5, "every reading of the window")
+	for i, p := range after.Items {
+		assert.True(t, p.Timestamp.Equal(start.Add(time.Duration(i)*time.Second)), "reading %d at %s", i, p.Timestamp)
+		assert.Equal(t, int64(1000+i), p.CPUUsage)
+	}
+	for _, p := range before.Items {
+		assert.Contains(t, after.Items, point{Timestamp: p.Timestamp, CPUUsage: p.CPUUsage}, "nothing recorded before is lost")
+	}
+	var cluster model.ClusterMetrics
+	require.Equal(t, http.StatusOK, getJSON(t, base+"/api/v1/metrics/cluster", &cluster))
+	assert.Equal(t, 2, cluster.TotalNodes)
+}
+
+// TestExternalNATSLateAtStart: the external NATS does not answer for
+// longer than the store's liveness limit (three intervals). The aggregator
+// stays alive (/healthz 200), says why it is not ready (/readyz 503), and
+// becomes ready once NATS with JetStream is there.
+func TestExternalNATSLateAtStart(t *testing.T) {
+	noCluster(t)
+	port := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}()
+	cfg := loadConfig(t, "--http-addr", "127.0.0.1:0", "--interval", "1", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port))
+	ln, err := net.Listen("tcp", cfg.Aggregator.HTTPAddr)
+	require.NoError(t, err)
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), ln, nil) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	// Beyond three intervals without a snapshot, start-up is still alive.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		code, body := get(t, base+"/healthz")
+		require.Equal(t, http.StatusOK, code, "alive while NATS is awaited: %s", body)
+		code, body = get(t, base+"/readyz")
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Contains(t, string(body), "connecting to NATS and creating the JetStream streams")
+		time.Sleep(200 * time.Millisecond) // the probes' pace, not a wait for a result
+	}
+
+	s, err := natsserver.Start(config.NATSConfig{Listen: fmt.Sprintf("127.0.0.1:%d", port)}, slog.New(slog.DiscardHandler), natsserver.JetStream(t.TempDir()))
+	require.NoError(t, err)
+	defer s.Shutdown()
+	require.Eventually(t, func() bool { code, _ := get(t, base+"/readyz"); return code == http.StatusOK }, 30*time.Second, 50*time.Millisecond)
 }

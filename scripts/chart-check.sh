@@ -73,8 +73,81 @@ template() {
 	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.enabled=false
 	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.type=creds --set nats.auth.existingSecret=s
 	expect_ok --set agent.gpu.enabled=true --set agent.gpu.runtimeClassName=
+	expect_ok --set nats.url=nats://nats:4222 --set nats.auth.existingSecret=s --set nats.jetstream.replicas=3
+	expect_ok --set aggregator.storage.type=persistentVolumeClaim --set aggregator.storage.persistentVolumeClaim.existingClaim=mine
+
+	# The binaries' own rules (shared/config/validate.go), checked at render
+	# time: one render per rule, each failure naming the value to change.
+	expect_ok --set metrics.collect_interval=3
+	expect_ok --set metrics.collect_interval=1h --set agent.config.source_timeout=59m30s --set metrics.cache_retention=168h
+	expect_ok --set-string metrics.collect_interval=2.5 --set agent.config.source_timeout=2500ms
+	expect_fail "agent.config.source_timeout=5s is longer than metrics.collect_interval=3: the agents refuse" --set metrics.collect_interval=3 --set agent.config.source_timeout=5s
+	expect_fail "agent.config.source_timeout=30s is longer than metrics.collect_interval=15" --set agent.config.source_timeout=30s
+	expect_fail "agent.config.source_timeout=1m1s is longer than metrics.collect_interval=1m" --set metrics.collect_interval=1m --set agent.config.source_timeout=1m1s
+	expect_fail "at '/metrics/collect_interval'" --set-string metrics.collect_interval=0
+	expect_fail "at '/metrics/collect_interval'" --set metrics.collect_interval=0
+	expect_fail "at '/metrics/collect_interval'" --set metrics.collect_interval=7200
+	expect_fail "metrics.collect_interval=500ms: both binaries accept 1s to 1h" --set metrics.collect_interval=500ms
+	expect_fail "metrics.collect_interval=1h0m1s: both binaries accept 1s to 1h" --set metrics.collect_interval=1h0m1s
+	expect_fail "metrics.cache_retention=169h: at most 7 days" --set metrics.cache_retention=169h
+	expect_fail "at '/metrics/cache_retention'" --set metrics.cache_retention=604801
+	expect_fail "aggregator.config.events_retention=59s: at least 1m" --set aggregator.config.events_retention=59s
+	expect_fail "at '/aggregator/config/events_retention'" --set aggregator.config.events_retention=59
+	expect_fail "at '/agent/config/source_timeout'" --set agent.config.source_timeout=-1
+	expect_fail "at '/aggregator/config/stale_intervals'" --set aggregator.config.stale_intervals=0
+	expect_fail "at '/aggregator/config/history_points'" --set aggregator.config.history_points=0
+	expect_fail "at '/aggregator/config/events_max'" --set aggregator.config.events_max=0
+	expect_fail "at '/nats/subjectPrefix'" --set nats.subjectPrefix=a..b
+	expect_fail "at '/agent/config/thresholds/memory_rate'" --set agent.config.thresholds.memory_rate=0
+	expect_fail "at '/agent/config/kubelet/url'" --set agent.config.kubelet.url=kubelet:10250
+	# The chart's own options.
+	expect_fail "serviceMonitor.enabled and podMonitor.enabled: Prometheus would scrape every pod twice" --set serviceMonitor.enabled=true --set podMonitor.enabled=true
+	expect_fail "at '/namespaceOverride'" --set namespaceOverride=Monitoring
+	expect_fail "at '/global/imageRegistry'" --set global.imageRegistry=https://registry.example.com
+	expect_fail "at '/agent/livenessProbe/periodSeconds'" --set agent.livenessProbe.periodSeconds=0
+	expect_fail "at '/aggregator/readinessProbe'" --set aggregator.readinessProbe.path=/x
+	expect_fail "at '/aggregator/revisionHistoryLimit'" --set aggregator.revisionHistoryLimit=-1
+	expect_fail "at '/agent/extraVolumeMounts/0'" --set 'agent.extraVolumeMounts[0].name=x'
+	expect_fail "at '/grafanaDashboard/labels/grafana_dashboard'" --set grafanaDashboard.labels.grafana_dashboard=1
+
+	# namespaceOverride moves every namespaced object, and what names them.
+	expect_ok --set namespaceOverride=monitoring
+	if grep -qE '^  namespace: t$|\.t\.svc\.' "$tmp/out.yaml" || ! grep -q '^  namespace: monitoring$' "$tmp/out.yaml" ||
+		! grep -q 'k8s-llm-monitor-aggregator.monitoring.svc.cluster.local' "$tmp/out.yaml"; then
+		echo "FAIL: namespaceOverride=monitoring left objects or addresses in the release namespace"
+		return 1
+	fi
+	echo "ok: namespaceOverride moves every object and address"
+	# global.imageRegistry replaces the images' registry.
+	expect_ok --set global.imageRegistry=registry.example.com/mirror --set agent.gpu.enabled=true --set-string 'agent.gpu.nodeSelector.gpu=true'
+	[ "$(grep -c 'image: registry.example.com/mirror/k8s-llm-monitor/' "$tmp/out.yaml")" = 3 ] && ! grep -q 'image: ghcr.io' "$tmp/out.yaml" || {
+		echo "FAIL: global.imageRegistry not used for every image"
+		grep -n 'image:' "$tmp/out.yaml"
+		return 1
+	}
+	echo "ok: global.imageRegistry is every image's registry"
+	# Probes, history limits, extra volumes, PodMonitors and the dashboard.
+	expect_ok --set aggregator.startupProbe.enabled=true --set agent.readinessProbe.enabled=false --set agent.livenessProbe.periodSeconds=7 \
+		--set agent.revisionHistoryLimit=3 --set aggregator.revisionHistoryLimit=2 \
+		--set 'aggregator.extraVolumes[0].name=extra' --set 'aggregator.extraVolumes[0].emptyDir.medium=Memory' \
+		--set 'aggregator.extraVolumeMounts[0].name=extra' --set 'aggregator.extraVolumeMounts[0].mountPath=/extra'
+	for want in 'startupProbe:' 'periodSeconds: 7' 'revisionHistoryLimit: 3' 'revisionHistoryLimit: 2' 'mountPath: /extra' 'medium: Memory'; do
+		grep -qF -- "$want" "$tmp/out.yaml" || { echo "FAIL: probes/history/volumes: no '$want'"; return 1; }
+	done
+	[ "$(grep -c 'readinessProbe:' "$tmp/out.yaml")" = 1 ] || { echo "FAIL: agent.readinessProbe.enabled=false kept the probe"; return 1; }
+	echo "ok: probes, revisionHistoryLimit and extra volumes follow the values"
+	expect_ok --set podMonitor.enabled=true --set grafanaDashboard.enabled=true --set grafanaDashboard.namespace=grafana
+	[ "$(grep -c '^kind: PodMonitor$' "$tmp/out.yaml")" = 2 ] && grep -q '^  namespace: grafana$' "$tmp/out.yaml" &&
+		grep -q 'grafana_dashboard: "1"' "$tmp/out.yaml" && grep -q '"uid": "k8s-llm-monitor"' "$tmp/out.yaml" || {
+		echo "FAIL: podMonitor or grafanaDashboard not rendered as asked"
+		return 1
+	}
+	echo "ok: PodMonitors and the Grafana dashboard ConfigMap"
 
 	expect_fail "needs an external NATS: set nats.url" --set aggregator.replicaCount=2
+	expect_fail "nats.jetstream.replicas=3 needs a NATS cluster" --set nats.jetstream.replicas=3
+	expect_fail "at '/aggregator/storage/type'" --set aggregator.storage.type=hostPath
+	expect_fail "at '/nats/jetstream/events_max_age'" --set nats.jetstream.events_max_age=forever
 	expect_fail "at '/metrics/collect_interval'" --set metrics.collect_interval=-1
 	expect_fail "at '/metrics/collect_interval'" --set metrics.collect_interval=fast
 	expect_fail "at '/metrics/cache_retention'" --set metrics.cache_retention=700000

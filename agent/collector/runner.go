@@ -29,13 +29,14 @@ type Runner struct {
 	running     map[string]time.Time
 	lastSuccess map[string]time.Time
 
-	duration *prometheus.HistogramVec
-	success  *prometheus.GaugeVec
+	duration    *prometheus.HistogramVec
+	up          *prometheus.GaugeVec
+	unavailable *prometheus.GaugeVec
 }
 
 // NewRunner returns a runner over sources with a per-source timeout. Its
-// metrics (collector duration and success) are registered on reg when it is
-// not nil.
+// metrics (collector duration, source up and unavailable) are registered on
+// reg when it is not nil.
 func NewRunner(sources []Source, timeout time.Duration, logger *slog.Logger, reg prometheus.Registerer) *Runner {
 	r := &Runner{
 		sources:     sources,
@@ -48,13 +49,17 @@ func NewRunner(sources []Source, timeout time.Duration, logger *slog.Logger, reg
 			Help:    "Time one source took to collect, by source.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"source"}),
-		success: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "k8smon_agent", Name: "collector_success",
-			Help: "1 when the source's last collection succeeded, 0 when it failed or is unavailable.",
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "k8smon_agent", Name: "source_up",
+			Help: "1 when the source's last collection succeeded, 0 when it failed; absent while the source is unavailable on this node.",
+		}, []string{"source"}),
+		unavailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "k8smon_agent", Name: "source_unavailable",
+			Help: "1 when the source is absent on this node (no GPU driver, disabled by configuration), which is not an error; else 0.",
 		}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(r.duration, r.success)
+		reg.MustRegister(r.duration, r.up, r.unavailable)
 	}
 	return r
 }
@@ -165,15 +170,23 @@ func (r *Runner) clearRunning(name string) {
 	r.mu.Unlock()
 }
 
-// finish records the last success and the success gauge.
+// finish records the last success and the source's state: up is 1 or 0
+// only while the source is expected to work, so an alert on up == 0 never
+// fires for a GPU source on a node without GPUs.
 func (r *Runner) finish(st *model.SourceStatus, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if st.Status == model.SourceOK {
+	switch st.Status {
+	case model.SourceOK:
 		r.lastSuccess[st.Name] = now
-		r.success.WithLabelValues(st.Name).Set(1)
-	} else {
-		r.success.WithLabelValues(st.Name).Set(0)
+		r.up.WithLabelValues(st.Name).Set(1)
+		r.unavailable.WithLabelValues(st.Name).Set(0)
+	case model.SourceUnavailable:
+		r.up.DeleteLabelValues(st.Name)
+		r.unavailable.WithLabelValues(st.Name).Set(1)
+	default:
+		r.up.WithLabelValues(st.Name).Set(0)
+		r.unavailable.WithLabelValues(st.Name).Set(0)
 	}
 	st.LastSuccess = r.lastSuccess[st.Name]
 }

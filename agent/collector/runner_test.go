@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,8 +63,46 @@ func TestRunnerStatuses(t *testing.T) {
 	assert.Contains(t, rep.Sources[4].Reason, "panicked")
 	assert.False(t, rep.Sources[0].LastSuccess.IsZero())
 	assert.True(t, rep.Sources[2].LastSuccess.IsZero())
-	assert.Equal(t, 1.0, testutil.ToFloat64(r.success.WithLabelValues("ok")))
-	assert.Equal(t, 0.0, testutil.ToFloat64(r.success.WithLabelValues("broken")))
+	// up is 0 only for sources that should work: the absent one is apart.
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP k8smon_agent_source_unavailable 1 when the source is absent on this node (no GPU driver, disabled by configuration), which is not an error; else 0.
+# TYPE k8smon_agent_source_unavailable gauge
+k8smon_agent_source_unavailable{source="absent"} 1
+k8smon_agent_source_unavailable{source="broken"} 0
+k8smon_agent_source_unavailable{source="ok"} 0
+k8smon_agent_source_unavailable{source="panics"} 0
+k8smon_agent_source_unavailable{source="partial"} 0
+# HELP k8smon_agent_source_up 1 when the source's last collection succeeded, 0 when it failed; absent while the source is unavailable on this node.
+# TYPE k8smon_agent_source_up gauge
+k8smon_agent_source_up{source="broken"} 0
+k8smon_agent_source_up{source="ok"} 1
+k8smon_agent_source_up{source="panics"} 0
+k8smon_agent_source_up{source="partial"} 0
+`), "k8smon_agent_source_up", "k8smon_agent_source_unavailable"))
+}
+
+// TestRunnerSourceUpFollowsState: a source that becomes unavailable leaves
+// source_up, and comes back to it when it works again.
+func TestRunnerSourceUpFollowsState(t *testing.T) {
+	var state error
+	src := &fakeSource{name: "gpu", collect: func(context.Context) (Apply, error) { return nil, state }}
+	reg := prometheus.NewRegistry()
+	r := NewRunner([]Source{src}, time.Second, discard(), reg)
+	steps := []struct {
+		err             error
+		wantUp          int // series count
+		wantUnavailable float64
+	}{
+		{nil, 1, 0},
+		{fmt.Errorf("%w: driver unloaded", ErrUnavailable), 0, 1},
+		{errors.New("nvml timeout"), 1, 0},
+	}
+	for i, st := range steps {
+		state = st.err
+		r.Collect(context.Background(), &model.NodeReport{Timestamp: time.Now()})
+		assert.Equal(t, st.wantUp, testutil.CollectAndCount(r.up), "step %d", i)
+		assert.Equal(t, st.wantUnavailable, testutil.ToFloat64(r.unavailable.WithLabelValues("gpu")), "step %d", i)
+	}
 }
 
 func TestRunnerHungSourceDoesNotBlock(t *testing.T) {

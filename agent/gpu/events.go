@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -134,6 +135,8 @@ type xidDevice struct {
 	handle nvmlDevice
 	index  int
 	uuid   string
+	// xids is the device's XID count, shared with the collection cycle.
+	xids *atomic.Uint64
 }
 
 // watchXID registers every GPU that supports it for XID critical errors and
@@ -169,7 +172,7 @@ func (s *Source) watchXID(devices []*device) *xidWatch {
 			level("register gpu for xid events", "gpu", d.index, "err", nvmlError("nvmlDeviceRegisterEvents", ret))
 			continue
 		}
-		watched = append(watched, xidDevice{handle: d.handle, index: d.index, uuid: d.uuid})
+		watched = append(watched, xidDevice{handle: d.handle, index: d.index, uuid: d.uuid, xids: &d.xids})
 	}
 	if len(watched) == 0 {
 		if ret := set.Free(); ret != nvml.SUCCESS {
@@ -217,9 +220,10 @@ func (s *Source) waitXID(ctx context.Context, set nvml.EventSet, devices []xidDe
 func (s *Source) xidEvent(data nvml.EventData, devices []xidDevice) model.Event {
 	xid := data.EventData
 	index, uuid := -1, ""
+	var count *atomic.Uint64
 	for _, d := range devices {
 		if data.Device != nil && data.Device == d.handle {
-			index, uuid = d.index, d.uuid
+			index, uuid, count = d.index, d.uuid, d.xids
 			break
 		}
 	}
@@ -230,10 +234,13 @@ func (s *Source) xidEvent(data nvml.EventData, devices []xidDevice) model.Event 
 			uuid = u
 			for _, d := range devices {
 				if d.uuid == u {
-					index = d.index
+					index, count = d.index, d.xids
 				}
 			}
 		}
+	}
+	if count != nil {
+		count.Add(1)
 	}
 
 	info, known := xidInfo[xid]

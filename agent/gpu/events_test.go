@@ -89,6 +89,17 @@ func TestXIDEvent(t *testing.T) {
 	}, got[0])
 	assert.Empty(t, s.PendingEvents(), "drained")
 
+	// The next report counts the XID on the GPU that raised it only.
+	rep, err := collect(t, s)
+	require.NoError(t, err)
+	for _, g := range rep.Node.GPUs {
+		want := uint64(0)
+		if g.Index == 3 {
+			want = 1
+		}
+		assert.Equal(t, want, g.XIDErrors, "gpu %d", g.Index)
+	}
+
 	require.NoError(t, s.Close())
 	assert.Len(t, set.FreeCalls(), 1)
 	assert.Len(t, srv.ShutdownCalls(), 1)

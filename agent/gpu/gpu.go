@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -84,6 +85,9 @@ type device struct {
 	// lastUncorrected is the previous cycle's volatile uncorrected ECC
 	// count, to see it rise.
 	lastUncorrected *uint64
+	// xids counts the XID errors seen on this GPU; the watch goroutine
+	// adds, the cycle reads.
+	xids atomic.Uint64
 	// lastFieldErrs is what the previous cycle logged about failing
 	// readings, so that a persistent failure is logged once, not every
 	// cycle.
@@ -322,9 +326,10 @@ func (d *device) readIdentity() {
 	}
 }
 
-// identity is the GPU's entry with nothing read this cycle.
+// identity is the GPU's entry with nothing read this cycle but its XID
+// count, which the event watch keeps.
 func (d *device) identity() model.GPUMetrics {
-	return model.GPUMetrics{Index: d.index, UUID: d.uuid, Model: d.name}
+	return model.GPUMetrics{Index: d.index, UUID: d.uuid, Model: d.name, XIDErrors: d.xids.Load()}
 }
 
 // readings collects how one GPU's calls went in one cycle.

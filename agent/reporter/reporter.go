@@ -25,7 +25,9 @@ import (
 type Sink interface {
 	PublishReport(r *model.NodeReport) error
 	PublishEvent(e *model.Event) error
-	Connected() bool
+	// Delivering reports whether messages reach NATS now and, when not,
+	// why in words.
+	Delivering() (bool, string)
 }
 
 // EventSource is a source that also queues events between cycles (GPU XID
@@ -135,7 +137,8 @@ func (r *Reporter) publishEvent(sink Sink, e *model.Event) {
 }
 
 // Handler serves /healthz (the loop ran within three intervals), /readyz (a
-// report was published and NATS is connected) and /metrics from gatherer.
+// report was collected and the sink delivers: NATS connected and
+// acknowledging) and /metrics from gatherer.
 func (r *Reporter) Handler(sink Sink, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -152,14 +155,15 @@ func (r *Reporter) Handler(sink Sink, gatherer prometheus.Gatherer) http.Handler
 		r.mu.Lock()
 		published := r.published
 		r.mu.Unlock()
-		switch {
-		case published == 0:
+		if published == 0 {
 			writeStatus(w, http.StatusServiceUnavailable, "no report collected yet")
-		case !sink.Connected():
-			writeStatus(w, http.StatusServiceUnavailable, "NATS is not connected; reports are buffered")
-		default:
-			writeStatus(w, http.StatusOK, "ok")
+			return
 		}
+		if ok, reason := sink.Delivering(); !ok {
+			writeStatus(w, http.StatusServiceUnavailable, "cannot deliver: "+reason)
+			return
+		}
+		writeStatus(w, http.StatusOK, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	return mux

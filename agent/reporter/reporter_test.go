@@ -40,7 +40,14 @@ func (s *recorder) PublishEvent(e *model.Event) error {
 	return nil
 }
 
-func (s *recorder) Connected() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.connected }
+func (s *recorder) Delivering() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.connected {
+		return false, "NATS is not connected; 1 messages buffered"
+	}
+	return true, ""
+}
 
 func (s *recorder) eventTypes() []model.EventType {
 	s.mu.Lock()
@@ -119,16 +126,21 @@ func TestProbes(t *testing.T) {
 	r := newReporter(&cpuSource{rate: 10})
 	srv := httptest.NewServer(r.Handler(sink, prometheus.NewRegistry()))
 	defer srv.Close()
+	var body string
 	get := func(path string) int {
 		resp, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
 		resp.Body.Close()
+		body = string(b)
 		return resp.StatusCode
 	}
 	assert.Equal(t, http.StatusOK, get("/healthz"))
 	assert.Equal(t, http.StatusServiceUnavailable, get("/readyz"), "nothing published yet")
 	r.once(context.Background(), sink)
 	assert.Equal(t, http.StatusServiceUnavailable, get("/readyz"), "NATS down")
+	assert.Contains(t, body, "cannot deliver: NATS is not connected; 1 messages buffered")
 	sink.mu.Lock()
 	sink.connected = true
 	sink.mu.Unlock()

@@ -115,9 +115,9 @@ func TestMetricsSwitchesAndSelfMetrics(t *testing.T) {
 			do(h, http.MethodPost, "/api/v1/metrics/cluster")
 			get(h, "/no/such/thing")
 			body := get(h, "/metrics").Body.String()
-			assert.Equal(t, tt.objects, strings.Contains(body, `k8smon_node_cpu_millicores{kind="usage",node="node-1"}`))
-			assert.Equal(t, tt.objects, strings.Contains(body, `k8smon_pod_restarts{namespace="default",node="node-2",pod="my-pod"} 7`))
-			assert.Contains(t, body, `k8smon_cluster_nodes{state="healthy"} 3`)
+			assert.Equal(t, tt.objects, strings.Contains(body, `k8smon_node_cpu_usage_cores{node="node-1"}`))
+			assert.Equal(t, tt.objects, strings.Contains(body, `k8smon_pod_restarts_total{namespace="default",node="node-2",pod="my-pod"} 7`))
+			assert.Contains(t, body, `k8smon_cluster_nodes_healthy 3`)
 			assert.Contains(t, body, `k8smon_http_requests_total{code="200",route="/api/v1/metrics/nodes/{name}"} 1`)
 			assert.Contains(t, body, `k8smon_http_requests_total{code="404",route="/api/v1/metrics/nodes/{name}"} 1`)
 			assert.Contains(t, body, `k8smon_http_requests_total{code="405",route="/api/v1/metrics/cluster"} 1`)
@@ -157,6 +157,12 @@ func TestListShape(t *testing.T) {
 		{"/api/v1/metrics/nodes", 5, 5, "gpu-1"},
 		{"/api/v1/metrics/nodes?order=desc", 5, 5, "node-4"},
 		{"/api/v1/metrics/nodes?limit=2", 2, 5, "gpu-1"},
+		{"/api/v1/metrics/nodes?limit=2&offset=2", 2, 5, "node-2"},
+		{"/api/v1/metrics/nodes?offset=4", 1, 5, "node-4"},
+		{"/api/v1/metrics/nodes?offset=9&limit=3", 0, 5, ""},
+		{"/api/v1/metrics/nodes?sort=cpu&limit=1&offset=1", 1, 5, "node-2"},
+		{"/api/v1/metrics/pods?sort=cpu&limit=1&offset=1", 1, 8, "default/web-2"},
+		{"/api/v1/metrics/pods?namespace=default&order=desc&offset=5", 1, 6, "default/batch-1"},
 		{"/api/v1/metrics/nodes?sort=memory&order=asc&limit=1", 1, 5, "gpu-1"},
 		{"/api/v1/metrics/nodes?sort=gpu", 5, 5, "gpu-1"},
 		{"/api/v1/metrics/nodes?sort=disk", 5, 5, "gpu-1"},
@@ -220,7 +226,9 @@ func TestErrors(t *testing.T) {
 		{"GET", "/api/v1/metrics/nodes?label==x", 400, `query parameter label="=x": want key=value or key`},
 		{"GET", "/api/v1/metrics/nodes?limit=10001", 400, `query parameter limit="10001": want an integer from 1 to 10000`},
 		{"GET", "/api/v1/metrics/nodes?order=up", 400, `query parameter order="up": want one of asc, desc`},
-		{"GET", "/api/v1/metrics/nodes?namespace=default", 400, `unknown query parameter "namespace" (allowed: sort, order, limit, pressure, healthy, stale, label)`},
+		{"GET", "/api/v1/metrics/nodes?namespace=default", 400, `unknown query parameter "namespace" (allowed: sort, order, limit, offset, pressure, healthy, stale, label)`},
+		{"GET", "/api/v1/metrics/nodes?offset=-1", 400, `query parameter offset="-1": want an integer from 0 to 16777216`},
+		{"GET", "/api/v1/metrics/pods?offset=99999999999", 400, `query parameter offset="99999999999": want an integer from 0 to 16777216`},
 		{"GET", "/api/v1/metrics/pods?phase=Sleeping", 400, `query parameter phase="Sleeping": want one of Pending, Running, Succeeded, Failed, Unknown, or one of them after !`},
 		{"GET", "/api/v1/metrics/pods?minMemoryLimitRate=-1", 400, `query parameter minMemoryLimitRate="-1": want a percentage such as 90 (0 or more)`},
 		{"GET", "/api/v1/metrics/pods?minCpuLimitRate=NaN", 400, `query parameter minCpuLimitRate="NaN": want a percentage such as 90 (0 or more)`},

@@ -121,6 +121,9 @@ func BenchmarkNodesFiltered(b *testing.B) {
 			"sort=cpu&limit=10",
 			"pressure=true",
 			"label=topology.kubernetes.io/zone=zone-a&healthy=true&sort=memory&order=asc&limit=20",
+			// A page of the web view, in the middle of the list.
+			"limit=50&offset=2500",
+			"sort=cpu&limit=50&offset=2500",
 		} {
 			b.Run(fmt.Sprintf("nodes=%d/%s", n, q), func(b *testing.B) {
 				runRequests(b, h, "/api/v1/metrics/nodes?"+q)
@@ -140,6 +143,7 @@ func BenchmarkPodsFiltered(b *testing.B) {
 			"name=pod-00042-07",
 			"phase=!Running&limit=100",
 			"sort=restarts&limit=10",
+			"limit=50&offset=50000", // a page of the web view
 		} {
 			b.Run(fmt.Sprintf("pods=%d/%s", n*benchPodsPerNode, q), func(b *testing.B) {
 				runRequests(b, h, "/api/v1/metrics/pods?"+q)

@@ -133,7 +133,8 @@ type topK[T any] struct {
 }
 
 func newTopK[T any](k int, cmp func(a, b T) int) *topK[T] {
-	return &topK[T]{k: k, cmp: cmp, h: make([]T, 0, k)}
+	// Grown by append: k may be a large offset+limit over few items.
+	return &topK[T]{k: k, cmp: cmp, h: make([]T, 0, min(k, 1024))}
 }
 
 func (t *topK[T]) push(it T) {

@@ -72,25 +72,7 @@ func nodeRate(n *model.NodeMetrics, key string) (float64, bool) {
 	case SortDisk:
 		return n.DiskUsageRate, n.DiskCapacity > 0
 	case SortGPU:
-		return gpuRate(n)
-	}
-	return 0, false
-}
-
-// gpuRate is the mean utilisation over the node's GPUs.
-func gpuRate(n *model.NodeMetrics) (float64, bool) {
-	var sum float64
-	switch {
-	case len(n.GPUs) > 0:
-		for _, g := range n.GPUs {
-			sum += g.UtilizationRate
-		}
-		return sum / float64(len(n.GPUs)), true
-	case len(n.GPUUsage) > 0:
-		for _, u := range n.GPUUsage {
-			sum += u
-		}
-		return sum / float64(len(n.GPUUsage)), true
+		return n.GPUUtilization()
 	}
 	return 0, false
 }

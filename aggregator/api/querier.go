@@ -93,8 +93,8 @@ func (q *Querier) selectNodes(raw string, rank func(a, b *nodeEntry) int, max in
 		order = rank
 	}
 	keep := func(e *nodeEntry) bool { return nq.matches(e.m, q.thresholds) }
-	items, total := selectItems(inOrder(ix.nodes, nq.desc && nq.sort == ""), keep, order, capLimit(nq.limit, max))
-	return items, total, nil
+	items, total := selectItems(inOrder(ix.nodes, nq.desc && nq.sort == ""), keep, order, withOffset(capLimit(nq.limit, max), nq.offset))
+	return skip(items, nq.offset), total, nil
 }
 
 // selectPods is selectNodes for pods. A namespace's pods are one range of
@@ -122,8 +122,8 @@ func (q *Querier) selectPods(raw string, rank func(a, b *podEntry) int, max int)
 		order = rank
 	}
 	pq.nodeHash, pq.nameHash = hash32(pq.node), hash32(pq.name)
-	items, total := selectItems(inOrder(candidates, pq.desc && pq.sort == ""), pq.matches, order, capLimit(pq.limit, max))
-	return items, total, nil
+	items, total := selectItems(inOrder(candidates, pq.desc && pq.sort == ""), pq.matches, order, withOffset(capLimit(pq.limit, max), pq.offset))
+	return skip(items, pq.offset), total, nil
 }
 
 // capLimit is the smaller positive of a query's limit and a caller's cap

@@ -12,6 +12,10 @@ import (
 // MaxLimit is the largest limit= a list accepts.
 const MaxLimit = 10000
 
+// MaxOffset is the largest offset= a list accepts: beyond any cluster's
+// node or pod count, and small enough that offset+limit stays an int32.
+const MaxOffset = 1 << 24
+
 // Sort keys of the node list: usage rates against capacity.
 const (
 	SortCPU    = "cpu"
@@ -34,8 +38,8 @@ var (
 	podSorts  = []string{SortCPU, SortMemory, SortRestarts, SortCPURate, SortMemoryRate}
 	podPhases = []string{"Pending", "Running", "Succeeded", "Failed", "Unknown"}
 
-	nodeParams = []string{"sort", "order", "limit", "pressure", "healthy", "stale", "label"}
-	podParams  = []string{"namespace", "node", "name", "phase", "sort", "order", "limit", "minMemoryLimitRate", "minCpuLimitRate"}
+	nodeParams = []string{"sort", "order", "limit", "offset", "pressure", "healthy", "stale", "label"}
+	podParams  = []string{"namespace", "node", "name", "phase", "sort", "order", "limit", "offset", "minMemoryLimitRate", "minCpuLimitRate"}
 )
 
 // labelSelector is one label= parameter: key=value, or key alone for
@@ -51,6 +55,7 @@ type listQuery struct {
 	desc    bool
 	ordered bool // order= given
 	limit   int  // 0: all
+	offset  int  // items skipped before the first returned, for paging
 }
 
 // nodeQuery is a parsed /api/v1/metrics/nodes query.
@@ -177,8 +182,27 @@ func (q *queryReader) list(sorts []string) listQuery {
 		}
 		l.limit = n
 	}
+	if s := q.one("offset"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > MaxOffset {
+			q.err = errorf(http.StatusBadRequest, "query parameter offset=%q: want an integer from 0 to %d", s, MaxOffset)
+		}
+		l.offset = n
+	}
 	return l
 }
+
+// withOffset is how many items to select so that the first offset can be
+// skipped: limit+offset, or 0 (all) when limit is 0.
+func withOffset(limit, offset int) int {
+	if limit == 0 {
+		return 0
+	}
+	return limit + offset
+}
+
+// skip drops the first offset items.
+func skip[T any](items []T, offset int) []T { return items[min(offset, len(items)):] }
 
 // parseNodeQuery reads sort, order, limit, pressure, healthy, stale and
 // label (repeatable: key=value or key).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -23,6 +24,7 @@ import (
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authn"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authn/authntest"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/natsauth"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/streams"
 )
 
 const (
@@ -36,6 +38,7 @@ const (
 // aggregator's callout service on it, and a fake API server.
 type calloutEnv struct {
 	ns     *server.Server
+	own    *nats.Conn // the aggregator's connection, an auth user
 	api    *authntest.API
 	client *fake.Clientset
 	svc    *Service
@@ -49,7 +52,7 @@ func startCallout(t *testing.T, maxTTL time.Duration) *calloutEnv {
 	issuerPub, err := issuer.PublicKey()
 	require.NoError(t, err)
 	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
 		Users:       []*server.User{{Username: "aggregator", Password: "pw"}},
 		AuthCallout: &server.AuthCallout{Issuer: issuerPub, AuthUsers: []string{"aggregator"}},
 	})
@@ -80,6 +83,7 @@ func startCallout(t *testing.T, maxTTL time.Duration) *calloutEnv {
 	t.Cleanup(own.Close)
 	require.NoError(t, e.svc.Start(own))
 	require.NoError(t, own.Flush())
+	e.own = own
 	return e
 }
 
@@ -164,6 +168,44 @@ func TestCalloutAppliesTheIdentityRules(t *testing.T) {
 	}
 	assert.Equal(t, 2.0, testutil.ToFloat64(e.svc.requests.WithLabelValues("allowed")))
 	assert.Equal(t, 3.0, testutil.ToFloat64(e.svc.requests.WithLabelValues("invalid_token")))
+}
+
+// A reader authorized by the callout replays the Events stream and cannot
+// delete it: the same rights as on the embedded server.
+func TestCalloutReaderReplaysStreams(t *testing.T) {
+	e := startCallout(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := streams.Ensure(ctx, e.own, streams.Config{Prefix: "k8smon", ReportsMaxAge: time.Hour, EventsMaxAge: time.Hour, Replicas: 1},
+		slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ownJS, err := jetstream.New(e.own)
+	require.NoError(t, err)
+	_, err = ownJS.Publish(ctx, "k8smon.node.node-a.event", []byte("kept"))
+	require.NoError(t, err)
+
+	reader, err := e.connect(t, nats.Token(e.token("reader", nil, time.Now().Add(time.Hour))))
+	require.NoError(t, err)
+	js, err := jetstream.New(reader.nc)
+	require.NoError(t, err)
+	events := streams.EventsName("k8smon")
+	cons, err := js.OrderedConsumer(ctx, events, jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err, reader.errors())
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err, reader.errors())
+	assert.Equal(t, "kept", string(msg.Data()))
+	require.Empty(t, reader.errors())
+
+	dctx, dcancel := context.WithTimeout(ctx, time.Second)
+	defer dcancel()
+	require.Error(t, js.DeleteStream(dctx, events))
+	require.Eventually(t, func() bool {
+		return strings.Contains(reader.errors(), `Permissions Violation for Publish to "$JS.API.STREAM.DELETE.`)
+	},
+		5*time.Second, 10*time.Millisecond)
+	s, err := ownJS.Stream(ctx, events)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), s.CachedInfo().State.Msgs)
 }
 
 // A user JWT lives at most MaxUserTTL: the server then closes the

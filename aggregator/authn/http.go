@@ -16,8 +16,11 @@ import (
 // read-only, so one permission per path is all there is to grant.
 const VerbGet = "get"
 
-// OpenPaths answer without a token: probes must work before anyone has one.
-var OpenPaths = []string{"/healthz", "/readyz"}
+// OpenPaths answer without a token: probes must work before anyone has
+// one, and the web view's page ("/") holds no data (every figure it shows
+// comes from API requests, which carry the token the page asks for), so a
+// browser can open it and be asked for a token.
+var OpenPaths = []string{"/healthz", "/readyz", "/"}
 
 // DefaultPathPrefix is put before every path the access reviews ask about.
 // Kubernetes' default RBAC lets every authenticated identity get the

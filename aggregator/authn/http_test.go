@@ -42,6 +42,8 @@ func TestHTTP(t *testing.T) {
 	}{
 		{"probes stay open", "/healthz", "", http.StatusOK, ""},
 		{"readiness stays open", "/readyz", "", http.StatusOK, ""},
+		{"the web view's page, which holds no data, is open", "/", "", http.StatusOK, ""},
+		{"no other page is", "/index.html", "", http.StatusUnauthorized, "Authorization: Bearer <token>"},
 		{"no token", "/api/v1/metrics/cluster", "", http.StatusUnauthorized, "Authorization: Bearer <token>"},
 		{"not a bearer token", "/api/v1/metrics/cluster", "Basic dXNlcjpwdw==", http.StatusUnauthorized, "Authorization: Bearer"},
 		{"empty bearer", "/api/v1/metrics/cluster", "Bearer ", http.StatusUnauthorized, "Authorization: Bearer"},
@@ -83,7 +85,7 @@ func TestHTTP(t *testing.T) {
 			}
 		})
 	}
-	assert.Equal(t, 5.0, refused(t, reg, "unauthenticated"))
+	assert.Equal(t, 6.0, refused(t, reg, "unauthenticated"))
 	assert.Equal(t, 4.0, refused(t, reg, "forbidden"))
 }
 

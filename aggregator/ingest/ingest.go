@@ -1,7 +1,9 @@
 // Package ingest receives the agents' node reports and node events from
-// NATS, decodes and validates them with the wire contract, drops (and
-// counts) what is bad or beyond its limits, and keeps the latest report of
-// every node for the snapshot builder.
+// the JetStream streams, decodes and validates them with the wire
+// contract, drops (and counts) what is bad or beyond its limits, and keeps
+// the latest report of every node for the snapshot builder. At start it
+// replays the Reports stream, so a restarted aggregator knows every node's
+// latest report and can rebuild its history before it serves.
 //
 // Refusals are ordered by cost: the subject, the node limit and the event
 // rate are checked before a message is decoded, so a flood of invented
@@ -16,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/state"
@@ -26,16 +28,10 @@ import (
 
 // Defaults for Config's zero values.
 const (
-	// DefaultPendingMsgs and DefaultPendingBytes bound what waits in the
-	// client for the report handler. Only a node's latest report matters,
-	// so a backlog beyond a few intervals of a large cluster is useless:
-	// dropping it is better than holding hundreds of MiB of stale reports.
-	DefaultPendingMsgs  = 20_000
-	DefaultPendingBytes = 256 << 20
-	// Events are small and rare; their backlog is bounded separately so a
-	// flood of reports cannot starve them.
-	DefaultEventPendingMsgs  = 10_000
-	DefaultEventPendingBytes = 32 << 20
+	// DefaultPullBytes bounds what each consumer holds in the client ahead
+	// of the handler: eight of the largest reports, or hundreds of
+	// ordinary ones.
+	DefaultPullBytes = 8 << 20
 	// DefaultLogEvery is the shortest gap between two warnings for the same
 	// drop reason; the counters still see every message.
 	DefaultLogEvery = 10 * time.Second
@@ -93,16 +89,32 @@ type Config struct {
 	Prefix string
 	// Registerer receives the ingest metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
-	// OnEvent receives every valid node event. It runs on the subscription's
-	// goroutine, so it must not block: a slow callback makes NATS drop
-	// messages once the pending limits are reached. Nil discards events.
+	// OnEvent receives every valid node event, in the order the Events
+	// stream holds them. It runs on the consumer's goroutine: a slow
+	// callback delays the events behind it, never drops them. Nil discards
+	// events.
 	OnEvent func(*model.Event)
+	// EventReplay is how far back Start replays the Events stream; zero
+	// delivers only events stored after Start.
+	EventReplay time.Duration
+	// OnReplayedEvent, when set, receives instead of OnEvent the node
+	// events the Events stream held at Start: the past, to be kept but not
+	// announced as news.
+	OnReplayedEvent func(*model.Event)
+	// OnReplayedClusterEvent receives the cluster events the Events stream
+	// held at Start (within EventReplay), in stream order; later ones are
+	// not read, since each aggregator derives them itself. Nil reads none.
+	OnReplayedClusterEvent func(*model.Event)
+	// OnRestore receives, in stream order, every valid report replayed
+	// from the Reports stream until the replay has caught up with what the
+	// stream held at Start (see Restored); it rebuilds history. It runs on
+	// the consumer's goroutine. Nil skips it.
+	OnRestore func(state.ReportEntry)
 	// Logger is required.
 	Logger *slog.Logger
-	// Pending limits of the report and event subscriptions; zero means the
-	// Default* values, a negative value means unlimited.
-	PendingMsgs, PendingBytes           int
-	EventPendingMsgs, EventPendingBytes int
+	// PullBytes bounds what each consumer buffers ahead of its handler;
+	// zero means DefaultPullBytes.
+	PullBytes int
 	// LogEvery rate-limits warnings per drop reason; zero means DefaultLogEvery.
 	LogEvery time.Duration
 	// MaxNodes caps the node names whose reports are kept; a report from a
@@ -118,8 +130,8 @@ type Config struct {
 	EventBurst int
 }
 
-// Ingester subscribes to every node's reports and events and keeps the
-// latest report per node.
+// Ingester consumes every node's reports and events and keeps the latest
+// report per node.
 type Ingester struct {
 	prefix  string
 	cfg     Config
@@ -138,17 +150,21 @@ type Ingester struct {
 	// node limit never refuses; nil until SetClusterNodes.
 	clusterNodes map[string]bool
 
-	subMu   sync.Mutex
-	subs    map[*nats.Subscription]string // subscription → "reports" | "events"
-	seen    map[string]int                // dropped count already added per subscription
-	started bool
-	closed  bool
+	subMu     sync.Mutex
+	consumers []jetstream.ConsumeContext
+	started   bool
+	closed    bool
 
-	dropped  *prometheus.CounterVec
-	reports  *prometheus.CounterVec
-	events   prometheus.Counter
-	slow     *prometheus.CounterVec
-	slowColl prometheus.Collector
+	restore *restore
+	// eventsReplayedTo is the Events stream's last sequence at Start when
+	// events are replayed: messages up to it are the past. Set before the
+	// consumers start, read only by them.
+	eventsReplayedTo uint64
+
+	dropped *prometheus.CounterVec
+	reports *prometheus.CounterVec
+	events  prometheus.Counter
+	errs    *prometheus.CounterVec
 }
 
 // New builds an Ingester and registers its metrics; Start subscribes.
@@ -167,10 +183,7 @@ func New(cfg Config) (*Ingester, error) {
 			*v = d
 		}
 	}
-	def(&cfg.PendingMsgs, DefaultPendingMsgs)
-	def(&cfg.PendingBytes, DefaultPendingBytes)
-	def(&cfg.EventPendingMsgs, DefaultEventPendingMsgs)
-	def(&cfg.EventPendingBytes, DefaultEventPendingBytes)
+	def(&cfg.PullBytes, DefaultPullBytes)
 	def(&cfg.MaxNodes, DefaultMaxNodes)
 	def(&cfg.EventBurst, DefaultEventBurst)
 	if cfg.LogEvery <= 0 {
@@ -192,8 +205,7 @@ func New(cfg Config) (*Ingester, error) {
 		eventLimit: newEventLimiter(cfg.EventRate, cfg.EventBurst),
 		limitErr:   fmt.Errorf("%w: %d names tracked (aggregator.max_nodes); a new name without a Node object is refused", errNodeLimit, cfg.MaxNodes),
 		latest:     make(map[string]state.ReportEntry),
-		subs:       make(map[*nats.Subscription]string),
-		seen:       make(map[string]int),
+		restore:    newRestore(),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "k8smon", Subsystem: "ingest", Name: "messages_dropped_total",
 			Help: "Agent messages dropped because they failed to decode, by reason.",
@@ -206,10 +218,10 @@ func New(cfg Config) (*Ingester, error) {
 			Namespace: "k8smon", Subsystem: "ingest", Name: "events_total",
 			Help: "Valid node events received and handed on.",
 		}),
-		slow: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "k8smon", Subsystem: "ingest", Name: "slow_consumer_dropped_total",
-			Help: "Messages the NATS client dropped because the handler fell behind its pending limits.",
-		}, []string{"subscription"}),
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "k8smon", Subsystem: "ingest", Name: "consumer_errors_total",
+			Help: "Errors of the JetStream consumers (missed heartbeats, NATS unreachable); each consumer resumes after the last message it handled.",
+		}, []string{"stream"}),
 	}
 	// Every label value exists from the start, so a rate() sees the first drop.
 	for _, r := range reasons {
@@ -217,116 +229,20 @@ func New(cfg Config) (*Ingester, error) {
 	}
 	i.reports.WithLabelValues("accepted")
 	i.reports.WithLabelValues("outdated")
-	i.slow.WithLabelValues("reports")
-	i.slow.WithLabelValues("events")
-	i.slowColl = &slowCollector{i: i}
+	i.errs.WithLabelValues("reports")
+	i.errs.WithLabelValues("events")
 	tracked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "k8smon", Subsystem: "ingest", Name: "nodes_tracked",
 		Help: "Node names whose latest report is kept; new names beyond aggregator.max_nodes are refused (reason node_limit).",
 	}, func() float64 { return float64(i.Tracked()) })
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{i.dropped, i.reports, i.events, i.slowColl, tracked} {
+		for _, c := range []prometheus.Collector{i.dropped, i.reports, i.events, i.errs, tracked} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)
 			}
 		}
 	}
 	return i, nil
-}
-
-// Start subscribes on nc to every node's reports and events. The caller
-// keeps owning nc and drains it at shutdown, after Close.
-//
-// The subscriptions are plain, not a queue group, on purpose: with several
-// aggregator replicas on one NATS cluster, each replica must hold every
-// node's latest report to serve complete snapshots, whereas a queue group
-// would deal each report to only one of them.
-func (i *Ingester) Start(nc *nats.Conn) error {
-	if err := i.subscribe(nc); err != nil {
-		return err
-	}
-	// A flush makes the server know the subscriptions before Start returns.
-	// While NATS is unreachable the client resends them on reconnect, so a
-	// failure here is not an error.
-	if nc.IsConnected() {
-		if err := nc.FlushTimeout(5 * time.Second); err != nil {
-			i.logger.Warn("subscriptions not yet confirmed by NATS", "error", err)
-		}
-	}
-	i.logger.Info("subscribed", "reports", wire.AllNodeReports(i.prefix), "events", wire.AllNodeEvents(i.prefix))
-	return nil
-}
-
-func (i *Ingester) subscribe(nc *nats.Conn) error {
-	i.subMu.Lock()
-	defer i.subMu.Unlock()
-	switch {
-	case i.closed:
-		return ErrClosed
-	case i.started:
-		return ErrStarted
-	}
-
-	// Chain, not replace, the connection's async error handler: slow
-	// consumer notices for our subscriptions are counted here, and
-	// everything is still passed to whatever handler the caller set.
-	prev := nc.ErrorHandler()
-	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if sub != nil && errors.Is(err, nats.ErrSlowConsumer) {
-			i.slowConsumer(sub)
-		}
-		if prev != nil {
-			prev(c, sub, err)
-		}
-	})
-
-	add := func(subject, name string, msgs, bytes int) error {
-		sub, err := nc.Subscribe(subject, i.onMsg)
-		if err != nil {
-			return fmt.Errorf("subscribe to %s: %w", subject, err)
-		}
-		i.subs[sub] = name
-		if err := sub.SetPendingLimits(msgs, bytes); err != nil {
-			return fmt.Errorf("set pending limits of %s: %w", subject, err)
-		}
-		return nil
-	}
-	if err := add(wire.AllNodeReports(i.prefix), "reports", i.cfg.PendingMsgs, i.cfg.PendingBytes); err != nil {
-		_ = i.unsubscribeLocked()
-		return err
-	}
-	if err := add(wire.AllNodeEvents(i.prefix), "events", i.cfg.EventPendingMsgs, i.cfg.EventPendingBytes); err != nil {
-		_ = i.unsubscribeLocked()
-		return err
-	}
-	i.started = true
-	return nil
-}
-
-// Close unsubscribes. Messages already delivered may still be handled
-// while it returns; the caller drains the connection afterwards. The async
-// error handler installed by Start stays on the connection and keeps
-// passing errors to the previous one.
-func (i *Ingester) Close() error {
-	i.subMu.Lock()
-	defer i.subMu.Unlock()
-	if i.closed {
-		return nil
-	}
-	i.closed = true
-	return i.unsubscribeLocked()
-}
-
-func (i *Ingester) unsubscribeLocked() error {
-	i.syncDroppedLocked()
-	var errs []error
-	for sub, name := range i.subs {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", name, err))
-		}
-		delete(i.subs, sub)
-	}
-	return errors.Join(errs...)
 }
 
 // Latest returns the latest report of every node, keyed by node name. The
@@ -393,35 +309,33 @@ func (i *Ingester) trusted(node string) bool {
 	return known || i.clusterNodes[node]
 }
 
-// onMsg is the subscriptions' handler. Agents are outside input: nothing
-// they send may take the aggregator down, so a panic (a decoder bug, or one
-// in OnEvent) is logged and the message dropped.
-func (i *Ingester) onMsg(m *nats.Msg) {
-	defer func() {
-		if r := recover(); r != nil {
-			i.logger.Error("message handler panicked; message dropped", "subject", m.Subject, "panic", r)
-		}
-	}()
-	i.handle(m.Subject, m.Data)
+// handle decodes one message received now and stores or hands it on.
+func (i *Ingester) handle(subject string, data []byte) {
+	i.handleAt(subject, data, i.now())
 }
 
-// handle checks, decodes and stores or hands on one message.
-func (i *Ingester) handle(subject string, data []byte) {
+// handleAt checks, decodes and stores or hands on one message that
+// arrived at arrived: for a message from a stream, when the stream stored
+// it, so that a replayed message is judged (clock skew, event rate, report
+// time) as it was when it arrived. It returns the report it stored or found
+// outdated; nil for an event or a refused message.
+func (i *Ingester) handleAt(subject string, data []byte, arrived time.Time) *model.NodeReport {
 	switch {
 	case strings.HasSuffix(subject, ".report"):
-		i.handleReport(subject, data)
+		return i.handleReport(subject, data, arrived)
 	case strings.HasSuffix(subject, ".event"):
-		i.handleEvent(subject, data)
+		i.handleEvent(subject, data, arrived, false)
 	default:
 		i.drop(subject, fmt.Errorf("%w: %q is neither a report nor an event subject", wire.ErrSubject, subject))
 	}
+	return nil
 }
 
-func (i *Ingester) handleReport(subject string, data []byte) {
+func (i *Ingester) handleReport(subject string, data []byte, arrived time.Time) *model.NodeReport {
 	node, err := wire.NodeFromSubject(i.prefix, subject)
 	if err != nil {
 		i.drop(subject, err)
-		return
+		return nil
 	}
 	// The limit is checked before decoding, so a flood of invented names
 	// costs a map lookup per message once the limit is reached.
@@ -430,18 +344,20 @@ func (i *Ingester) handleReport(subject string, data []byte) {
 	i.mu.RUnlock()
 	if !ok {
 		i.drop(subject, i.nodeLimitError())
-		return
+		return nil
 	}
-	now := i.now()
-	r, err := wire.DecodeReportAt(i.prefix, subject, data, wire.Clock{Now: now, MaxSkew: i.cfg.MaxClockSkew})
+	r, err := wire.DecodeReportAt(i.prefix, subject, data, wire.Clock{Now: arrived, MaxSkew: i.cfg.MaxClockSkew})
 	if err != nil {
 		i.drop(subject, err)
-		return
+		return nil
 	}
-	i.store(r)
+	if !i.store(r, arrived) {
+		return nil
+	}
+	return r
 }
 
-func (i *Ingester) handleEvent(subject string, data []byte) {
+func (i *Ingester) handleEvent(subject string, data []byte, arrived time.Time, replayed bool) {
 	node, err := wire.NodeFromSubject(i.prefix, subject)
 	if err != nil {
 		i.drop(subject, err)
@@ -453,20 +369,35 @@ func (i *Ingester) handleEvent(subject string, data []byte) {
 		i.drop(subject, fmt.Errorf("%w: event of %d bytes, limit %d", wire.ErrTooLarge, len(data), wire.MaxEventBytes))
 		return
 	}
-	now := i.now()
-	if !i.eventLimit.allow(node, i.trusted(node), now) {
+	if !i.eventLimit.allow(node, i.trusted(node), arrived) {
 		i.drop(subject, errRateLimited)
 		return
 	}
-	e, err := wire.DecodeNodeEventAt(i.prefix, subject, data, wire.Clock{Now: now, MaxSkew: i.cfg.MaxClockSkew})
+	e, err := wire.DecodeNodeEventAt(i.prefix, subject, data, wire.Clock{Now: arrived, MaxSkew: i.cfg.MaxClockSkew})
 	if err != nil {
 		i.drop(subject, err)
 		return
 	}
 	i.events.Inc()
+	if replayed && i.cfg.OnReplayedEvent != nil {
+		i.cfg.OnReplayedEvent(e)
+		return
+	}
 	if i.onEvent != nil {
 		i.onEvent(e)
 	}
+}
+
+// handleClusterEvent hands on a cluster event replayed from the Events
+// stream. The aggregator published it itself, but the stream is shared
+// with whoever may publish there, so it is checked like any input.
+func (i *Ingester) handleClusterEvent(subject string, data []byte) {
+	e, err := wire.DecodeClusterEvent(data)
+	if err != nil {
+		i.drop(subject, err)
+		return
+	}
+	i.cfg.OnReplayedClusterEvent(e)
 }
 
 // Ingest's own refusals, beside the wire's.
@@ -479,35 +410,43 @@ var (
 // flood of refusals allocates nothing for it.
 func (i *Ingester) nodeLimitError() error { return i.limitErr }
 
-// store keeps r unless the node's stored report is newer: NATS keeps one
-// publisher's order, but an agent replaying its buffer after a reconnect,
-// or a second agent instance during a rollout, can deliver out of order.
+// store keeps r, which arrived at arrived, unless the node's stored report
+// is as new or newer: a stream keeps one publisher's order, but a report
+// delivered again (an acknowledgement lost and the report sent again
+// beyond the stream's duplicate window) or a second agent instance during
+// a rollout arrive out of order; such a report counts as outdated. It
+// reports whether r was a node's report at all (false: refused by the
+// node limit).
 //
 // A reading cannot have been taken after it arrived, so report times ahead
-// of the aggregator's clock (by at most the allowed skew, or the decoder
-// refused them) are brought back to it: ordering and history then run on
-// times the aggregator can trust, and an agent whose clock jumps forward
-// and back is never locked out.
-func (i *Ingester) store(r *model.NodeReport) {
-	now := i.now()
-	r.Timestamp = notAfter(r.Timestamp, now)
-	r.Node.Timestamp = notAfter(r.Node.Timestamp, now)
+// of their arrival (by at most the allowed skew, or the decoder refused
+// them) are brought back to it: ordering and history then run on times
+// the aggregator can trust, and an agent whose clock jumps forward and
+// back is never locked out. A replayed report keeps the time the stream
+// stored it, so it is as old as it was then.
+func (i *Ingester) store(r *model.NodeReport, arrived time.Time) bool {
+	if now := i.now(); arrived.After(now) || arrived.IsZero() {
+		arrived = now
+	}
+	r.Timestamp = notAfter(r.Timestamp, arrived)
+	r.Node.Timestamp = notAfter(r.Node.Timestamp, arrived)
 	i.mu.Lock()
 	if !i.admitsLocked(r.NodeName) {
 		i.mu.Unlock()
 		i.drop(wire.NodeReportSubject(i.prefix, r.NodeName), i.nodeLimitError())
-		return
+		return false
 	}
 	old, ok := i.latest[r.NodeName]
 	if ok && !r.Timestamp.After(old.Report.Timestamp) {
 		i.mu.Unlock()
 		i.reports.WithLabelValues("outdated").Inc()
-		return
+		return true
 	}
-	i.latest[r.NodeName] = state.ReportEntry{Report: r, ReceivedAt: now}
-	i.lastReceived = now
+	i.latest[r.NodeName] = state.ReportEntry{Report: r, ReceivedAt: arrived}
+	i.lastReceived = arrived
 	i.mu.Unlock()
 	i.reports.WithLabelValues("accepted").Inc()
+	return true
 }
 
 func notAfter(t, limit time.Time) time.Time {
@@ -561,52 +500,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// slowConsumer counts what the client dropped for sub and warns.
-func (i *Ingester) slowConsumer(sub *nats.Subscription) {
-	i.subMu.Lock()
-	name, ours := i.subs[sub]
-	if ours {
-		i.syncDroppedLocked()
-	}
-	i.subMu.Unlock()
-	if !ours {
-		return
-	}
-	total, _ := sub.Dropped()
-	msgs, bytes, _ := sub.PendingLimits()
-	if ok, suppressed := i.limiter.allow("slow_consumer_"+name, i.now()); ok {
-		i.logger.Warn("handler fell behind, NATS client dropped messages", "subscription", name, "dropped_total", total, "pending_msgs_limit", msgs, "pending_bytes_limit", bytes, "suppressed", suppressed)
-	}
-}
-
-// syncDroppedLocked adds what each subscription dropped since the last
-// look. NATS reports a slow consumer once per episode, so the count is also
-// brought up to date at every scrape and at Close.
-func (i *Ingester) syncDroppedLocked() {
-	for sub, name := range i.subs {
-		n, err := sub.Dropped()
-		if err != nil {
-			continue
-		}
-		if d := n - i.seen[name]; d > 0 {
-			i.slow.WithLabelValues(name).Add(float64(d))
-			i.seen[name] = n
-		}
-	}
-}
-
-// slowCollector brings the slow-consumer counter up to date when scraped.
-type slowCollector struct{ i *Ingester }
-
-func (c *slowCollector) Describe(ch chan<- *prometheus.Desc) { c.i.slow.Describe(ch) }
-
-func (c *slowCollector) Collect(ch chan<- prometheus.Metric) {
-	c.i.subMu.Lock()
-	c.i.syncDroppedLocked()
-	c.i.subMu.Unlock()
-	c.i.slow.Collect(ch)
 }
 
 // logLimiter lets one warning per key through every interval and counts

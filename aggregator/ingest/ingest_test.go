@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/streams"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
@@ -25,16 +27,39 @@ const prefix = wire.DefaultPrefix
 
 const waitFor, tick = 5 * time.Second, 5 * time.Millisecond
 
-// startNATS runs a real NATS server in the test process. Its max payload
-// is above the wire limit so that oversize messages reach the decoder.
-func startNATS(t testing.TB) string {
+// startNATS runs a real JetStream server in the test process with the
+// streams the aggregator creates under prefixes.
+func startNATS(t testing.TB, prefixes ...string) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, MaxPayload: 4 << 20})
+	s := runServer(t, -1, t.TempDir())
+	ensureStreams(t, s.ClientURL(), prefixes...)
+	return s.ClientURL()
+}
+
+// runServer runs a JetStream server on port (-1: any) with its store in dir.
+func runServer(t testing.TB, port int, dir string) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true, JetStream: true, StoreDir: dir})
 	require.NoError(t, err)
 	s.Start()
 	require.True(t, s.ReadyForConnections(5*time.Second))
 	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	return s
+}
+
+func ensureStreams(t testing.TB, url string, prefixes ...string) {
+	t.Helper()
+	if len(prefixes) == 0 {
+		prefixes = []string{prefix}
+	}
+	nc := connect(t, url)
+	for _, p := range prefixes {
+		_, err := streams.Ensure(context.Background(), nc, streams.Config{
+			Prefix: p, ReportsMaxAge: time.Hour, ReportsPerSubject: 1000, ReportsMaxBytes: 64 << 20,
+			EventsMaxAge: time.Hour, EventsMaxBytes: 16 << 20,
+		}, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+	}
 }
 
 func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
@@ -89,9 +114,9 @@ type fixture struct {
 	logs *syncBuffer
 }
 
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t *testing.T, mod func(*Config), prefixes ...string) *fixture {
 	t.Helper()
-	url := startNATS(t)
+	url := startNATS(t, prefixes...)
 	f := &fixture{reg: prometheus.NewRegistry(), sink: &eventSink{}, logs: &syncBuffer{}}
 	cfg := Config{
 		Registerer: f.reg,
@@ -204,11 +229,11 @@ func TestClockCorrectedAgentIsNotLockedOut(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	in.now = func() time.Time { return now }
 
-	in.store(smallReport("n1", now.Add(time.Hour))) // agent clock an hour ahead
-	in.store(smallReport("n1", now))                // then corrected
+	in.store(smallReport("n1", now.Add(time.Hour)), now) // agent clock an hour ahead
+	in.store(smallReport("n1", now), now)                // then corrected
 	assert.True(t, in.Latest()["n1"].Report.Timestamp.Equal(now))
 
-	in.store(smallReport("n1", now.Add(-time.Second))) // within skew: ordinary reordering
+	in.store(smallReport("n1", now.Add(-time.Second)), now) // within skew: ordinary reordering
 	assert.True(t, in.Latest()["n1"].Report.Timestamp.Equal(now))
 }
 
@@ -225,8 +250,6 @@ func TestBadMessagesDroppedAndCounted(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	oversize := append(bytes.Clone(good[:len(good)-1]), []byte(`,"pad":"`+strings.Repeat("x", wire.MaxMessageBytes)+`"}`)...)
-
 	tests := []struct {
 		name    string
 		subject string
@@ -238,7 +261,6 @@ func TestBadMessagesDroppedAndCounted(t *testing.T) {
 		{"empty", wire.NodeReportSubject(prefix, "n1"), nil, ReasonMalformed},
 		{"wrong schema", wire.NodeReportSubject(prefix, "n1"), envelope("k8smon/v0", wire.KindNodeReport, "n1", smallReport("n1", ts)), ReasonSchema},
 		{"subject and payload disagree", wire.NodeReportSubject(prefix, "n2"), good, ReasonMismatch},
-		{"oversize", wire.NodeReportSubject(prefix, "n1"), oversize, ReasonTooLarge},
 		{"event on report subject", wire.NodeReportSubject(prefix, "n1"), envelope(wire.Schema, wire.KindNodeEvent, "n1", model.Event{Type: model.EventAgentStarted, Node: "n1"}), ReasonKind},
 		{"bad event", wire.NodeEventSubject(prefix, "n1"), []byte(`{"schema":"k8smon/v1","kind":"NodeEvent","sentAt":"2026-01-01T00:00:00Z","payload":{"node":"n1"}}`), ReasonMalformed},
 	}
@@ -259,22 +281,28 @@ func TestBadMessagesDroppedAndCounted(t *testing.T) {
 	assert.Empty(t, f.sink.get(), "a bad event never reaches the callback")
 }
 
-// TestHandleReasons covers what NATS itself never delivers to the wildcard
-// subscriptions, by calling the handler directly.
+// TestHandleReasons covers what the streams never deliver (subjects they
+// do not hold, messages beyond their size limit), by calling the handler
+// directly.
 func TestHandleReasons(t *testing.T) {
 	in, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
+	good, err := wire.EncodeReport(smallReport("n1", time.Now().UTC()))
+	require.NoError(t, err)
+	oversize := append(bytes.Clone(good[:len(good)-1]), []byte(`,"pad":"`+strings.Repeat("x", wire.MaxMessageBytes)+`"}`)...)
 	tests := []struct {
 		name, subject, reason string
+		data                  []byte
 	}{
-		{"other prefix", "other.node.n1.report", ReasonSubject},
-		{"neither report nor event", "k8smon.node.n1.status", ReasonSubject},
-		{"empty node token", "k8smon.node..report", ReasonSubject},
+		{"other prefix", "other.node.n1.report", ReasonSubject, []byte(`{}`)},
+		{"neither report nor event", "k8smon.node.n1.status", ReasonSubject, []byte(`{}`)},
+		{"empty node token", "k8smon.node..report", ReasonSubject, []byte(`{}`)},
+		{"oversize", wire.NodeReportSubject(prefix, "n1"), ReasonTooLarge, oversize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := testutil.ToFloat64(in.dropped.WithLabelValues(tt.reason))
-			in.handle(tt.subject, []byte(`{}`))
+			in.handle(tt.subject, tt.data)
 			assert.Equal(t, before+1, testutil.ToFloat64(in.dropped.WithLabelValues(tt.reason)))
 		})
 	}
@@ -321,61 +349,33 @@ func TestCallbackPanicIsContained(t *testing.T) {
 	assert.Contains(t, f.logs.String(), "callback bug")
 }
 
-func TestSlowConsumerCounted(t *testing.T) {
+// A slow callback delays events; unlike a core subscription, the stream
+// keeps them until it catches up, and none is lost.
+func TestSlowCallbackLosesNoEvents(t *testing.T) {
 	release := make(chan struct{})
-	var prevCalled sync.Once
-	prevSaw := make(chan struct{})
-	url := startNATS(t)
-	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
-	in, err := New(Config{
-		Registerer:       reg,
-		Logger:           slog.New(slog.NewTextHandler(logs, nil)),
-		OnEvent:          func(*model.Event) { <-release },
-		EventPendingMsgs: 2,
-	})
-	require.NoError(t, err)
-	// The caller's own async error handler must keep seeing errors.
-	nc := connect(t, url, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {
-		prevCalled.Do(func() { close(prevSaw) })
-	}))
-	require.NoError(t, in.Start(nc))
-	defer in.Close()
-
-	pub := connect(t, url)
-	e := &model.Event{Type: model.EventAgentStarted, Node: "n1", Timestamp: time.Now().UTC(), Message: "up"}
-	b, err := wire.EncodeEvent(wire.KindNodeEvent, "n1", e)
-	require.NoError(t, err)
-	for range 50 {
-		require.NoError(t, pub.Publish(wire.NodeEventSubject(prefix, "n1"), b))
-	}
-	require.NoError(t, pub.Flush())
-
-	slow := func() float64 {
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		for _, mf := range mfs {
-			if mf.GetName() != "k8smon_ingest_slow_consumer_dropped_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "events" {
-					return m.GetCounter().GetValue()
-				}
-			}
+	var mu sync.Mutex
+	var got []string
+	f := newFixture(t, func(c *Config) {
+		c.EventBurst = 1000 // this test is about delivery, not the event rate
+		c.OnEvent = func(e *model.Event) {
+			<-release
+			mu.Lock()
+			got = append(got, e.Message)
+			mu.Unlock()
 		}
-		return 0
+	})
+	var want []string
+	for i := range 200 {
+		e := &model.Event{Type: model.EventAgentStarted, Node: "n1", Timestamp: time.Now().UTC(), Message: fmt.Sprint(i)}
+		b, err := wire.EncodeEvent(wire.KindNodeEvent, "n1", e)
+		require.NoError(t, err)
+		require.NoError(t, f.pub.Publish(wire.NodeEventSubject(prefix, "n1"), b))
+		want = append(want, e.Message)
 	}
-	require.Eventually(t, func() bool { return slow() > 0 }, waitFor, tick)
+	require.NoError(t, f.pub.Flush())
 	close(release)
-	select {
-	case <-prevSaw:
-	case <-time.After(waitFor):
-		t.Fatal("the previous async error handler was not called")
-	}
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "NATS client dropped messages") }, waitFor, tick)
-	// The total can only grow to what was published, less what got through.
-	assert.LessOrEqual(t, slow(), float64(50))
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == len(want) }, waitFor, tick)
+	assert.Equal(t, want, got, "every event, in order")
 }
 
 func TestWarningsAreRateLimited(t *testing.T) {
@@ -405,13 +405,23 @@ func TestStartCloseLifecycle(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, in.Start(nc))
-	assert.Equal(t, 2, nc.NumSubscriptions())
 	require.ErrorIs(t, in.Start(nc), ErrStarted)
+	publishReports(t, nc, smallReport("n1", time.Now().UTC()))
+	require.Eventually(t, func() bool { return len(in.Latest()) == 1 }, waitFor, tick)
 
 	require.NoError(t, in.Close())
 	require.NoError(t, in.Close())
-	assert.Equal(t, 0, nc.NumSubscriptions())
 	require.ErrorIs(t, in.Start(nc), ErrClosed)
+	publishReports(t, nc, smallReport("n2", time.Now().UTC()))
+	assert.Never(t, func() bool { return len(in.Latest()) > 1 }, 300*time.Millisecond, tick, "closed: nothing consumed")
+}
+
+func TestStartNeedsTheStreams(t *testing.T) {
+	s := runServer(t, -1, t.TempDir())
+	in, err := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	err = in.Start(connect(t, s.ClientURL()))
+	require.ErrorContains(t, err, "K8SMON_REPORTS")
 }
 
 func TestNewErrors(t *testing.T) {
@@ -437,7 +447,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestCustomPrefix(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Prefix = "prod.k8smon" })
+	f := newFixture(t, func(c *Config) { c.Prefix = "prod.k8smon" }, "k8smon", "prod.k8smon")
 	b, err := wire.EncodeReport(smallReport("n1", time.Now().UTC()))
 	require.NoError(t, err)
 	f.publish(t, wire.NodeReportSubject("k8smon", "n1"), b) // another install's subject: not seen
@@ -471,7 +481,7 @@ func FuzzIngest(f *testing.F) {
 	require.NoError(f, err)
 	in.now = func() time.Time { return ts }
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
-		// handle, not onMsg: a panic must fail the fuzzer, not be recovered.
+		// handle, not onReport: a panic must fail the fuzzer, not be recovered.
 		in.handle(subject, data)
 		// Also on well-formed subjects, so random payloads reach the decoders.
 		in.handle(wire.NodeReportSubject(prefix, subject), data)

@@ -79,6 +79,9 @@ type Options struct {
 	MetricsServer bool          // poll metrics-server through Cluster
 	VMs           VMSource      // nil: no VM sources
 	Store         *state.Store
+	// SkipNodeUsage and SkipPodUsage leave metrics-server's node or pod
+	// usage out of snapshots (metrics.enable_node, metrics.enable_pod off).
+	SkipNodeUsage, SkipPodUsage bool
 	// OnEvents receives the cluster events of each new snapshot; nil drops them.
 	OnEvents func([]model.Event)
 	Logger   *slog.Logger
@@ -185,6 +188,12 @@ func (m *Manager) Collect(ctx context.Context) error {
 			in.Sources[m.msStatus.Name] = *m.msStatus
 		}
 		in.PodUsage, in.NodeUsage = m.podUsage, m.nodeUsage
+		if m.o.SkipPodUsage {
+			in.PodUsage = nil
+		}
+		if m.o.SkipNodeUsage {
+			in.NodeUsage = nil
+		}
 	} else {
 		in.Sources["kubernetes"] = model.SourceStatus{Name: "kubernetes", Status: model.SourceUnavailable,
 			Reason: "standalone mode: no cluster configured or reachable; nodes and pods come from agents only"}

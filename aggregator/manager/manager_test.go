@@ -70,6 +70,8 @@ type cluster struct {
 	pods  []*corev1.Pod
 	polls int
 	usage map[string]state.Usage
+	// nodeUsage is metrics-server's usage of nodes, by name.
+	nodeUsage map[string]state.Usage
 	// waiting, when set, is what Ready says the cluster waits for.
 	waiting string
 }
@@ -82,7 +84,7 @@ func (c *cluster) PollUsage(context.Context) (map[string]state.Usage, map[string
 	if c.usage == nil {
 		return nil, nil, model.SourceStatus{Name: "metrics-server", Status: model.SourceUnavailable, Reason: "metrics-server not installed"}
 	}
-	return c.usage, nil, model.SourceStatus{Name: "metrics-server", Status: model.SourceOK}
+	return c.usage, c.nodeUsage, model.SourceStatus{Name: "metrics-server", Status: model.SourceOK}
 }
 func (c *cluster) Status() map[string]model.SourceStatus {
 	return map[string]model.SourceStatus{"informers": {Name: "informers", Status: model.SourceOK}}
@@ -178,6 +180,43 @@ func TestClusterAndMetricsServerPolledOncePerInterval(t *testing.T) {
 	now = t0.Add(15 * time.Second)
 	require.NoError(t, m.Collect(context.Background()))
 	assert.Equal(t, 2, c.polls)
+}
+
+// TestSkipUsage: with metrics.enable_pod or enable_node off, metrics-server's
+// usage of that kind stays out of the snapshot; the other kind is kept.
+func TestSkipUsage(t *testing.T) {
+	tests := []struct {
+		name          string
+		skipPod       bool
+		skipNode      bool
+		wantPodCPU    int64
+		wantNodeUsage bool
+	}{
+		{name: "both kept", wantPodCPU: 250, wantNodeUsage: true},
+		{name: "pods skipped", skipPod: true, wantNodeUsage: true},
+		{name: "nodes skipped", skipNode: true, wantPodCPU: 250},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := t0
+			rs := &reports{m: map[string]state.ReportEntry{}}
+			c := &cluster{
+				nodes:     []*corev1.Node{readyNode("node-1")},
+				pods:      []*corev1.Pod{runningPod("default", "web", "node-1")},
+				usage:     map[string]state.Usage{"default/web": {CPU: 250, Memory: 128 << 20, Timestamp: t0}},
+				nodeUsage: map[string]state.Usage{"node-1": {CPU: 1500, Memory: 1 << 30, Timestamp: t0}},
+			}
+			m := newManager(rs, c, &now, nil)
+			m.o.SkipPodUsage, m.o.SkipNodeUsage = tt.skipPod, tt.skipNode
+			require.NoError(t, m.Collect(context.Background()))
+			p, err := m.GetPodMetrics("default", "web")
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantPodCPU, p.CPUUsage)
+			n, err := m.GetNodeMetrics("node-1")
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantNodeUsage, n.CPUUsage == 1500, "node usage %d", n.CPUUsage)
+		})
+	}
 }
 
 // TestReadyAfterFirstCompleteBuild: the store is not ready while the

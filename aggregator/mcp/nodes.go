@@ -73,28 +73,10 @@ func nodeRates(n *model.NodeMetrics) (cpu, mem, disk, gpu *float64) {
 	if n.DiskCapacity > 0 {
 		disk = new(round1(n.DiskUsageRate))
 	}
-	if g, ok := gpuMean(n); ok {
+	if g, ok := n.GPUUtilization(); ok {
 		gpu = new(round1(g))
 	}
 	return cpu, mem, disk, gpu
-}
-
-// gpuMean is the mean utilisation over the node's GPUs, as sort=gpu has it.
-func gpuMean(n *model.NodeMetrics) (float64, bool) {
-	var sum float64
-	switch {
-	case len(n.GPUs) > 0:
-		for _, g := range n.GPUs {
-			sum += g.UtilizationRate
-		}
-		return sum / float64(len(n.GPUs)), true
-	case len(n.GPUUsage) > 0:
-		for _, u := range n.GPUUsage {
-			sum += u
-		}
-		return sum / float64(len(n.GPUUsage)), true
-	}
-	return 0, false
 }
 
 func rateCell(r *float64) string {
@@ -122,7 +104,7 @@ func peakRate(n *model.NodeMetrics) float64 {
 	if n.UsageSource != "" {
 		peak = max(n.CPUUsageRate, n.MemoryUsageRate)
 	}
-	if g, ok := gpuMean(n); ok {
+	if g, ok := n.GPUUtilization(); ok {
 		peak = max(peak, g)
 	}
 	return max(peak, n.DiskUsageRate)

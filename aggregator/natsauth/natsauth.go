@@ -7,7 +7,8 @@
 //     node's report and event subjects, subscribe only to reply inboxes;
 //   - any identity the API server allows to get the non-resource URL
 //     <path prefix>/nats/subscribe (the chart's reader ClusterRole):
-//     subscribe to everything under the subject prefix, publish nothing;
+//     subscribe to everything under the subject prefix, replay the
+//     product's streams through the JetStream API, publish nothing else;
 //   - anything else: refused.
 package natsauth
 
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/authn"
+	"github.com/k8s-llm-monitor/k8s-llm-monitor/aggregator/streams"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
 
@@ -198,7 +200,40 @@ func AgentGrant(id *authn.Identity, prefix, node, podUID string) *Grant {
 }
 
 // ReaderGrant lets a consumer subscribe to everything under prefix and to
-// reply inboxes, and publish nothing.
+// reply inboxes, and replay the product's streams (ReaderJetStream); it
+// publishes no message of its own.
 func ReaderGrant(id *authn.Identity, prefix string) *Grant {
-	return &Grant{Identity: id, Role: RoleReader, Subscribe: []string{prefix + ".>", InboxSubjects}}
+	return &Grant{
+		Identity: id, Role: RoleReader,
+		Publish:   ReaderJetStream(prefix),
+		Subscribe: []string{prefix + ".>", InboxSubjects},
+	}
+}
+
+// ReaderJetStream are the JetStream API requests a reader may make: look
+// the product's streams up, and create, follow and remove ephemeral
+// consumers on them — what an ordered consumer (nats.go's jetstream
+// package, `nats sub --stream`) needs, no more. Streams cannot be created,
+// changed, purged or deleted, messages cannot be deleted, and the legacy
+// durable endpoint is not allowed; acknowledgements are not needed, since
+// ordered consumers acknowledge nothing. docs/security.md says what
+// subject permissions cannot refuse.
+func ReaderJetStream(prefix string) []string {
+	subjects := []string{
+		"$JS.API.INFO",         // account info: `nats account info`, clients' checks
+		"$JS.API.STREAM.NAMES", // `nats stream ls`
+		"$JS.API.STREAM.LIST",
+	}
+	for _, stream := range []string{streams.ReportsName(prefix), streams.EventsName(prefix)} {
+		subjects = append(subjects,
+			"$JS.API.STREAM.INFO."+stream,
+			"$JS.API.CONSUMER.CREATE."+stream,      // ephemeral consumer, older clients
+			"$JS.API.CONSUMER.CREATE."+stream+".>", // named consumer, optionally with its filter
+			"$JS.API.CONSUMER.INFO."+stream+".*",
+			"$JS.API.CONSUMER.MSG.NEXT."+stream+".*", // pull: the jetstream package's ordered consumer
+			"$JS.API.CONSUMER.DELETE."+stream+".*",   // an ordered consumer removes its previous one
+			"$JS.FC."+stream+".>",                    // push: flow control replies (`nats sub --stream`)
+		)
+	}
+	return subjects
 }

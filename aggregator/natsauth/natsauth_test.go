@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -111,10 +112,10 @@ func TestGrant(t *testing.T) {
 			wantErr: ErrNoRights},
 		{name: "reader service account",
 			token: token(api, "r1", sa("team-a", "reader", nil)),
-			role:  RoleReader, subscribe: []string{"k8smon.>", "_INBOX.>"}},
+			role:  RoleReader, publish: ReaderJetStream("k8smon"), subscribe: []string{"k8smon.>", "_INBOX.>"}},
 		{name: "reader user",
 			token: token(api, "r2", authenticationv1.UserInfo{Username: "alice"}),
-			role:  RoleReader, subscribe: []string{"k8smon.>", "_INBOX.>"}},
+			role:  RoleReader, publish: ReaderJetStream("k8smon"), subscribe: []string{"k8smon.>", "_INBOX.>"}},
 		{name: "discovery rights and an unprefixed grant give no NATS rights",
 			token:   token(api, "u1", sa("team-a", "default", nil)),
 			wantErr: ErrNoRights},
@@ -181,4 +182,59 @@ func TestPodWatcherReportsDeletions(t *testing.T) {
 	_, ok, err = w.NodeOf(ctx, "agent-1", "uid-1")
 	require.NoError(t, err)
 	assert.False(t, ok)
+}
+
+// TestReaderJetStream checks, with the server's own subject matching, what
+// a reader's publish permissions let through: the requests that replay the
+// product's streams, and none that writes, deletes or reaches another
+// stream.
+func TestReaderJetStream(t *testing.T) {
+	allowed := ReaderJetStream("k8smon")
+	tests := []struct {
+		subject string
+		allow   bool
+	}{
+		{"$JS.API.INFO", true},
+		{"$JS.API.STREAM.NAMES", true},
+		{"$JS.API.STREAM.LIST", true},
+		{"$JS.API.STREAM.INFO.K8SMON_EVENTS", true},
+		{"$JS.API.STREAM.INFO.K8SMON_REPORTS", true},
+		{"$JS.API.CONSUMER.CREATE.K8SMON_EVENTS", true},
+		{"$JS.API.CONSUMER.CREATE.K8SMON_EVENTS.abc_1", true},
+		{"$JS.API.CONSUMER.CREATE.K8SMON_EVENTS.abc_1.k8smon.node.*.event", true},
+		{"$JS.API.CONSUMER.INFO.K8SMON_REPORTS.abc_1", true},
+		{"$JS.API.CONSUMER.MSG.NEXT.K8SMON_REPORTS.abc_1", true},
+		{"$JS.API.CONSUMER.DELETE.K8SMON_EVENTS.abc_1", true},
+		{"$JS.FC.K8SMON_EVENTS.abc.xyz", true},
+
+		{"k8smon.node.a.report", false},
+		{"k8smon.node.a.event", false},
+		{"k8smon.cluster.event", false},
+		{"$JS.API.STREAM.CREATE.K8SMON_EVENTS", false},
+		{"$JS.API.STREAM.CREATE.OTHER", false},
+		{"$JS.API.STREAM.UPDATE.K8SMON_EVENTS", false},
+		{"$JS.API.STREAM.DELETE.K8SMON_EVENTS", false},
+		{"$JS.API.STREAM.PURGE.K8SMON_REPORTS", false},
+		{"$JS.API.STREAM.MSG.DELETE.K8SMON_EVENTS", false},
+		{"$JS.API.STREAM.SNAPSHOT.K8SMON_EVENTS", false},
+		{"$JS.API.STREAM.RESTORE.K8SMON_EVENTS", false},
+		{"$JS.API.STREAM.INFO.KV_K8SMON_LEADER", false},
+		{"$JS.API.CONSUMER.CREATE.KV_K8SMON_LEADER", false},
+		{"$JS.API.CONSUMER.DURABLE.CREATE.K8SMON_EVENTS.mine", false},
+		{"$JS.API.CONSUMER.PAUSE.K8SMON_EVENTS.abc_1", false},
+		{"$JS.API.CONSUMER.LEADER.STEPDOWN.K8SMON_EVENTS.abc_1", false},
+		{"$JS.ACK.K8SMON_EVENTS.durable.1.2.2.0.0", false},
+		{"$KV.K8SMON_LEADER.publisher", false},
+		{"$JS.API.STREAM.LEADER.STEPDOWN.K8SMON_EVENTS", false},
+		{"$JS.API.META.LEADER.STEPDOWN", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.subject, func(t *testing.T) {
+			match := false
+			for _, filter := range allowed {
+				match = match || server.SubjectMatchesFilter(tt.subject, filter)
+			}
+			assert.Equal(t, tt.allow, match)
+		})
+	}
 }

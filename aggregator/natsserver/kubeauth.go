@@ -28,6 +28,9 @@ type startOptions struct {
 	pods    PodEvents
 	reg     prometheus.Registerer
 	recheck time.Duration
+	// jetStream runs JetStream with its store in storeDir (see JetStream).
+	jetStream bool
+	storeDir  string
 }
 
 // PodEvents reports deleted agent pods (natsauth.PodWatcher).

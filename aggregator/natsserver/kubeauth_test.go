@@ -40,6 +40,12 @@ type kubeEnv struct {
 
 func startKube(t *testing.T, reviewer authn.Options, recheck time.Duration, pods ...*corev1.Pod) *kubeEnv {
 	t.Helper()
+	return startKubeWith(t, reviewer, recheck, nil, pods...)
+}
+
+// startKubeWith starts the server with the options with besides.
+func startKubeWith(t *testing.T, reviewer authn.Options, recheck time.Duration, with []Option, pods ...*corev1.Pod) *kubeEnv {
+	t.Helper()
 	e := &kubeEnv{api: authntest.New(), reg: prometheus.NewRegistry()}
 	e.client = e.api.Client()
 	for _, p := range pods {
@@ -57,7 +63,7 @@ func startKube(t *testing.T, reviewer authn.Options, recheck time.Duration, pods
 		AgentNamespace: agentNS, AgentServiceAccount: agentSA, Pods: w, Logger: logger,
 	})
 	srv, err := Start(config.NATSConfig{Listen: "127.0.0.1:0", AuthMode: config.AuthKubernetes}, logger,
-		WithKubernetes(rules, w), WithRegisterer(e.reg), WithRecheck(recheck))
+		append([]Option{WithKubernetes(rules, w), WithRegisterer(e.reg), WithRecheck(recheck)}, with...)...)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	e.srv = srv

@@ -70,7 +70,8 @@ type Server struct {
 // free one) with the authentication the clients are configured with:
 // Kubernetes identities (nats.auth_mode kubernetes, see WithKubernetes), a
 // token, or a user and password. TLS is served when cfg.TLSCertFile and
-// cfg.TLSKeyFile are set. It returns once the server accepts clients.
+// cfg.TLSKeyFile are set; JetStream when asked (see JetStream). It returns
+// once the server accepts clients.
 func Start(cfg config.NATSConfig, logger *slog.Logger, with ...Option) (*Server, error) {
 	logger = logger.With("source", "nats-server")
 	var so startOptions
@@ -84,6 +85,11 @@ func Start(cfg config.NATSConfig, logger *slog.Logger, with ...Option) (*Server,
 	opts, err := options(cfg, listen)
 	if err != nil {
 		return nil, err
+	}
+	if so.jetStream {
+		if err := enableJetStream(opts, so.storeDir); err != nil {
+			return nil, err
+		}
 	}
 	metrics := newViolationMetrics()
 	if so.reg != nil {
@@ -142,7 +148,7 @@ func Start(cfg config.NATSConfig, logger *slog.Logger, with ...Option) (*Server,
 		s.stop = cancel
 		go auth.loop(ctx, every)
 	}
-	logger.Info("embedded NATS server ready", "listen", listen, "url", s.ClientURL(), "tls", s.tls, "auth", authKind(cfg))
+	logger.Info("embedded NATS server ready", "listen", listen, "url", s.ClientURL(), "tls", s.tls, "auth", authKind(cfg), "jetstream", opts.StoreDir)
 	return s, nil
 }
 

@@ -2,6 +2,7 @@ package natsserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -268,4 +270,43 @@ func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
 	return certFile, keyFile
+}
+
+func TestJetStreamKeepsStreamsAcrossRestarts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data") // created by Start
+	logger, _ := testLogger(t)
+	s, err := Start(config.NATSConfig{Listen: "127.0.0.1:0"}, logger, JetStream(dir))
+	require.NoError(t, err)
+	nc, err := nats.Connect(s.ClientURL())
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "KEPT", Subjects: []string{"kept"}})
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, "kept", []byte("hello"))
+	require.NoError(t, err)
+	nc.Close()
+	s.Shutdown()
+
+	s, err = Start(config.NATSConfig{Listen: "127.0.0.1:0"}, logger, JetStream(dir))
+	require.NoError(t, err)
+	t.Cleanup(s.Shutdown)
+	nc, err = nats.Connect("", s.InProcessOption())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err = jetstream.New(nc)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, "KEPT")
+	require.NoError(t, err)
+	m, err := stream.GetLastMsgForSubject(ctx, "kept")
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(m.Data))
+}
+
+func TestJetStreamNeedsADirectory(t *testing.T) {
+	logger, _ := testLogger(t)
+	_, err := Start(config.NATSConfig{Listen: "127.0.0.1:0"}, logger, JetStream(""))
+	require.ErrorIs(t, err, ErrConfig)
+	assert.Contains(t, err.Error(), "aggregator.data_dir")
 }

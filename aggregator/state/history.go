@@ -196,21 +196,16 @@ func newNodeSample(n *model.NodeMetrics, now int64) nodeSample {
 		cpuRate: model.Finite(n.CPUUsageRate), memRate: model.Finite(n.MemoryUsageRate), diskRate: model.Finite(n.DiskUsageRate),
 		healthy: n.Healthy, stale: n.Stale,
 	}
-	switch {
-	case len(n.GPUs) > 0:
+	s.gpuRate, _ = n.GPUUtilization()
+	if len(n.GPUs) > 0 {
 		for _, g := range n.GPUs {
-			s.gpuRate += g.UtilizationRate / float64(len(n.GPUs))
 			s.gpuMem = model.AddSaturating(s.gpuMem, g.MemoryUsed)
 		}
-	case len(n.GPUUsage) > 0:
-		for _, u := range n.GPUUsage {
-			s.gpuRate += u / float64(len(n.GPUUsage))
-		}
+	} else {
 		for _, m := range n.GPUMemoryUsed {
 			s.gpuMem = model.AddSaturating(s.gpuMem, m)
 		}
 	}
-	s.gpuRate = model.Finite(s.gpuRate)
 	return s
 }
 

@@ -47,6 +47,23 @@ func RegisterRoutes(mux *http.ServeMux, get func() []*model.VMMetrics) {
 	for _, route := range Routes() {
 		mux.HandleFunc(route, handlers[route])
 	}
+	// Other methods on the VM paths get a JSON 405; without these the
+	// aggregator's catch-all would answer them 404. Method-less patterns
+	// over the paths the GET routes serve: more general, so no conflict.
+	mux.HandleFunc("/api/vms", notAllowed)
+	mux.HandleFunc("/api/vms/", notAllowed)
+}
+
+// notAllowed answers a request that no GET route took: 405 for another
+// method on a VM path, 404 for a path deeper than /api/vms/{name}.
+func notAllowed(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api/vms"), "/")
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || strings.Contains(rest, "/") {
+		writeError(w, ErrorBody{Error: "no such endpoint: " + r.URL.Path, Status: http.StatusNotFound})
+		return
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeError(w, ErrorBody{Error: fmt.Sprintf("method %s not allowed: use GET", r.Method), Status: http.StatusMethodNotAllowed})
 }
 
 // The VM routes, as registered.

@@ -221,6 +221,33 @@ func TestGetVM(t *testing.T) {
 	})
 }
 
+// TestMethodNotAllowedBesideCatchAll: on the aggregator's mux, whose "/"
+// answers every unknown path with 404, another method on a VM path is
+// still a JSON 405 (docs/questions.md), not a 404.
+func TestMethodNotAllowedBesideCatchAll(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "no such endpoint", http.StatusNotFound) })
+	RegisterRoutes(mux, func() []*model.VMMetrics { return nil })
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodPost, "/api/vms"}, {http.MethodDelete, "/api/vms/vm-1"}, {http.MethodPut, "/api/vms/stats"},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+			require.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+			assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
+			var body ErrorBody
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			assert.Equal(t, http.StatusMethodNotAllowed, body.Status)
+		})
+	}
+	for _, path := range []string{"/api/vmsx", "/api/vms/a/b"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		assert.Equal(t, http.StatusNotFound, rec.Code, "%s stays 404", path)
+	}
+}
+
 func TestStats(t *testing.T) {
 	vm := func(status string, cpu int64, mem int64) *model.VMMetrics {
 		return &model.VMMetrics{Status: status, CPU: cpu, Detail: &model.VMDetail{AllocatedMemory: mem}}

@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -37,43 +35,6 @@ const (
 	DefaultNATSListen = "127.0.0.1:4222"
 )
 
-func setAuthDefaults(v *viper.Viper) {
-	v.SetDefault("nats.auth_mode", "")
-	v.SetDefault("nats.token_file", DefaultNATSTokenFile)
-	v.SetDefault("nats.allow_anonymous", false)
-	v.SetDefault("nats.callout_issuer_seed_file", "")
-	v.SetDefault("nats.callout_account", "$G")
-	v.SetDefault("aggregator.http_auth", AuthNone)
-	v.SetDefault("aggregator.token_audience", DefaultTokenAudience)
-	v.SetDefault("aggregator.agent_service_account", "")
-	v.SetDefault("aggregator.authz_prefix", DefaultAuthzPrefix)
-}
-
-func registerAgentAuthFlags(fs *pflag.FlagSet) {
-	fs.String("nats-token-file", DefaultNATSTokenFile, "file whose content is the NATS token, re-read on every (re)connect: the projected ServiceAccount token in a cluster (nats.token_file)")
-}
-
-func registerAggregatorAuthFlags(fs *pflag.FlagSet) {
-	fs.String("nats-auth-mode", "", `"kubernetes": agents and consumers authenticate to NATS with ServiceAccount tokens checked by the API server (nats.auth_mode)`)
-	fs.String("nats-callout-issuer-seed-file", "", "external NATS in kubernetes mode: file with the account nkey seed that signs auth callout answers (nats.callout_issuer_seed_file)")
-	fs.Bool("nats-allow-anonymous", false, "let the embedded NATS server listen beyond loopback without authentication (nats.allow_anonymous)")
-	fs.String("http-auth", AuthNone, `"kubernetes": HTTP clients need a bearer token the API server authorizes (aggregator.http_auth)`)
-	fs.String("token-audience", DefaultTokenAudience, "audience of the tokens for NATS; HTTP also accepts it (aggregator.token_audience)")
-	fs.String("agent-service-account", "", "namespace/name of the agents' ServiceAccount, whose pod-bound tokens may publish their node's reports (aggregator.agent_service_account)")
-}
-
-func fillAuth(v *viper.Viper, c *Config) {
-	c.NATS.AuthMode = v.GetString("nats.auth_mode")
-	c.NATS.TokenFile = v.GetString("nats.token_file")
-	c.NATS.AllowAnonymous = v.GetBool("nats.allow_anonymous")
-	c.NATS.CalloutIssuerSeedFile = v.GetString("nats.callout_issuer_seed_file")
-	c.NATS.CalloutAccount = v.GetString("nats.callout_account")
-	c.Aggregator.HTTPAuth = v.GetString("aggregator.http_auth")
-	c.Aggregator.TokenAudience = v.GetString("aggregator.token_audience")
-	c.Aggregator.AgentServiceAccount = v.GetString("aggregator.agent_service_account")
-	c.Aggregator.AuthzPrefix = v.GetString("aggregator.authz_prefix")
-}
-
 // ParseServiceAccount splits "namespace/name".
 func ParseServiceAccount(s string) (namespace, name string, err error) {
 	namespace, name, ok := strings.Cut(s, "/")
@@ -81,48 +42,6 @@ func ParseServiceAccount(s string) (namespace, name string, err error) {
 		return "", "", fmt.Errorf("%q is not namespace/name of a ServiceAccount", s)
 	}
 	return namespace, name, nil
-}
-
-// validateAggregatorAuth checks the identity keys of the aggregator.
-func (c *Config) validateAggregatorAuth() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
-	}
-	n, g := c.NATS, c.Aggregator
-	if n.AuthMode != "" && n.AuthMode != AuthKubernetes {
-		bad("nats.auth_mode", "%q: want empty (the credentials given) or %q", n.AuthMode, AuthKubernetes)
-	}
-	if g.HTTPAuth != AuthNone && g.HTTPAuth != AuthKubernetes {
-		bad("aggregator.http_auth", "%q: want %q or %q", g.HTTPAuth, AuthNone, AuthKubernetes)
-	}
-	k8s := n.AuthMode == AuthKubernetes || g.HTTPAuth == AuthKubernetes
-	if k8s && g.TokenAudience == "" {
-		bad("aggregator.token_audience", "empty; tokens for NATS need an audience (default %s)", DefaultTokenAudience)
-	}
-	if k8s && (!authzPrefixRE.MatchString(g.AuthzPrefix) || reservedPrefixes[g.AuthzPrefix]) {
-		bad("aggregator.authz_prefix", "%q: want / and a lowercase name such as %s, outside the API server's own paths", g.AuthzPrefix, DefaultAuthzPrefix)
-	}
-	if g.AgentServiceAccount != "" {
-		if _, _, err := ParseServiceAccount(g.AgentServiceAccount); err != nil {
-			bad("aggregator.agent_service_account", "%v", err)
-		}
-	}
-	if n.URL != "" && n.AuthMode == AuthKubernetes {
-		if n.CalloutIssuerSeedFile == "" {
-			bad("nats.callout_issuer_seed_file", "empty: with nats.url, kubernetes mode answers the server's auth callout and signs with the account seed whose public key its auth_callout.issuer names")
-		}
-		if n.User == "" && n.CredsFile == "" {
-			bad("nats.user", "empty: with nats.url, kubernetes mode connects as one of the server's auth_callout.auth_users (nats.user and nats.password, or nats.creds_file)")
-		}
-	}
-	if n.URL == "" && n.AuthMode == AuthKubernetes && (n.Token != "" || n.User != "") {
-		bad("nats.auth_mode", "kubernetes replaces nats.token and nats.user on the embedded server: set one or the other")
-	}
-	if n.URL == "" && n.AuthMode == "" && n.Token == "" && n.User == "" && n.CredsFile == "" && !n.AllowAnonymous && !loopback(n.Listen) {
-		bad("nats.listen", "the embedded NATS server would accept anyone on %s: listen on 127.0.0.1, or set nats.auth_mode=kubernetes (--nats-auth-mode), nats.token or nats.user, or allow it explicitly with --nats-allow-anonymous", n.Listen)
-	}
-	return errs
 }
 
 // authzPrefixRE is one path segment that Kubernetes' default roles never

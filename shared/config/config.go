@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
-	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
 )
 
 // EnvPrefix prefixes every environment override.
@@ -36,14 +35,39 @@ type Config struct {
 
 // MetricsConfig is the seed's "metrics:" block.
 type MetricsConfig struct {
-	Enabled         bool          // metrics.enabled
+	Enabled         bool          // metrics.enabled: false collects no node or pod metrics
 	CollectInterval time.Duration // metrics.collect_interval: seconds (seed) or a duration ("15s")
 	Namespaces      []string      // metrics.namespaces: empty means all
-	EnableNode      bool          // metrics.enable_node
-	EnablePod       bool          // metrics.enable_pod
+	EnableNode      bool          // metrics.enable_node: host and GPU metrics (see NodeMetrics)
+	EnablePod       bool          // metrics.enable_pod: pod metrics (see PodMetrics)
 	EnableNetwork   bool          // metrics.enable_network (reserved: no prober yet)
 	EnableCustom    bool          // metrics.enable_custom: VM custom resources
 	CacheRetention  time.Duration // metrics.cache_retention: seconds or a duration ("2h")
+}
+
+// NodeMetrics reports whether node metrics (the host's CPU, memory, disks,
+// network and GPUs) are collected; when not, off names the key that turned
+// them off, for the sources' reasons.
+func (m MetricsConfig) NodeMetrics() (on bool, off string) {
+	switch {
+	case !m.Enabled:
+		return false, "metrics.enabled=false"
+	case !m.EnableNode:
+		return false, "metrics.enable_node=false"
+	}
+	return true, ""
+}
+
+// PodMetrics reports whether pod metrics (the kubelet's pods and their
+// cgroups) are collected; when not, off names the key that turned them off.
+func (m MetricsConfig) PodMetrics() (on bool, off string) {
+	switch {
+	case !m.Enabled:
+		return false, "metrics.enabled=false"
+	case !m.EnablePod:
+		return false, "metrics.enable_pod=false"
+	}
+	return true, ""
 }
 
 // NATSConfig is the "nats:" block, shared by agent and aggregator.
@@ -76,6 +100,7 @@ type NATSConfig struct {
 	// CalloutAccount is nats.callout_account: the account auth callout
 	// users are placed in ($G: a server without operator mode).
 	CalloutAccount string
+	JetStream      JetStreamConfig
 }
 
 // AgentConfig is the "agent:" block.
@@ -156,6 +181,9 @@ type AggregatorConfig struct {
 	EventsRetention time.Duration // aggregator.events_retention
 	// EventsMax bounds the events store.
 	EventsMax int // aggregator.events_max
+	// DataDir holds the embedded NATS server's JetStream store
+	// (aggregator.data_dir); "" means a temporary directory removed at exit.
+	DataDir string
 }
 
 // Defaults, also the values documented in configs/config.yaml.
@@ -178,175 +206,6 @@ const (
 	DefaultServiceAccountCA  = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 )
 
-func setDefaults(v *viper.Viper) {
-	v.SetDefault("metrics.enabled", true)
-	v.SetDefault("metrics.collect_interval", int(DefaultCollectInterval/time.Second))
-	v.SetDefault("metrics.namespaces", []string{})
-	v.SetDefault("metrics.enable_node", true)
-	v.SetDefault("metrics.enable_pod", true)
-	v.SetDefault("metrics.enable_network", false)
-	v.SetDefault("metrics.enable_custom", false)
-	v.SetDefault("metrics.cache_retention", int(DefaultCacheRetention/time.Second))
-
-	v.SetDefault("nats.url", "")
-	v.SetDefault("nats.subject_prefix", wire.DefaultPrefix)
-	v.SetDefault("nats.user", "")
-	v.SetDefault("nats.password", "")
-	v.SetDefault("nats.token", "")
-	v.SetDefault("nats.creds_file", "")
-	v.SetDefault("nats.tls_ca_file", "")
-	v.SetDefault("nats.tls_cert_file", "")
-	v.SetDefault("nats.tls_key_file", "")
-	v.SetDefault("nats.tls_insecure_skip_verify", false)
-	v.SetDefault("nats.listen", DefaultNATSListen)
-	v.SetDefault("nats.buffer_size", DefaultBufferSize)
-
-	v.SetDefault("agent.node_name", "")
-	v.SetDefault("agent.node_ip", "")
-	v.SetDefault("agent.host_root", "/")
-	v.SetDefault("agent.listen", ":9102")
-	v.SetDefault("agent.source_timeout", "0")
-	v.SetDefault("agent.once", false)
-	v.SetDefault("agent.kubelet.enabled", true)
-	v.SetDefault("agent.kubelet.url", "")
-	v.SetDefault("agent.kubelet.token_file", DefaultServiceAccountTok)
-	v.SetDefault("agent.kubelet.ca_file", "")
-	v.SetDefault("agent.kubelet.insecure_skip_tls_verify", false)
-	v.SetDefault("agent.gpu.enabled", true)
-	v.SetDefault("agent.gpu.pod_resources_socket", DefaultPodResourcesSock)
-	v.SetDefault("agent.disk.mounts", []string{})
-	v.SetDefault("agent.disk.root_dir", "/")
-	t := model.DefaultThresholds()
-	v.SetDefault("agent.thresholds.cpu_rate", t.CPURate)
-	v.SetDefault("agent.thresholds.memory_rate", t.MemoryRate)
-	v.SetDefault("agent.thresholds.disk_rate", t.DiskRate)
-	v.SetDefault("agent.thresholds.gpu_temperature_c", t.GPUTempC)
-
-	v.SetDefault("aggregator.http_addr", ":8080")
-	v.SetDefault("aggregator.kubeconfig", "")
-	v.SetDefault("aggregator.stale_intervals", DefaultStaleIntervals)
-	v.SetDefault("aggregator.metrics_server", true)
-	v.SetDefault("aggregator.object_metrics", true)
-	v.SetDefault("aggregator.history_points", DefaultHistoryPoints)
-	v.SetDefault("aggregator.max_snapshot_streams", DefaultSnapshotStreams)
-	v.SetDefault("aggregator.pprof", false)
-	v.SetDefault("aggregator.max_nodes", DefaultMaxNodes)
-	v.SetDefault("aggregator.max_clock_skew", int(DefaultMaxClockSkew/time.Second))
-	v.SetDefault("aggregator.node_event_rate", DefaultNodeEventRate)
-	v.SetDefault("aggregator.node_event_burst", DefaultNodeEventBurst)
-	v.SetDefault("aggregator.events_retention", DefaultEventsRetention.String())
-	v.SetDefault("aggregator.events_max", DefaultEventsMax)
-	setVMDefaults(v)
-	setAuthDefaults(v)
-}
-
-// FlagKeys maps command-line flags to config keys. A binary registers the
-// flags it supports (see RegisterAgentFlags, RegisterAggregatorFlags) and
-// Load binds those that are present.
-var FlagKeys = map[string]string{
-	"interval":                         "metrics.collect_interval",
-	"namespaces":                       "metrics.namespaces",
-	"cache-retention":                  "metrics.cache_retention",
-	"nats-url":                         "nats.url",
-	"nats-subject-prefix":              "nats.subject_prefix",
-	"nats-user":                        "nats.user",
-	"nats-password":                    "nats.password",
-	"nats-token":                       "nats.token",
-	"nats-creds-file":                  "nats.creds_file",
-	"nats-tls-ca-file":                 "nats.tls_ca_file",
-	"nats-tls-cert-file":               "nats.tls_cert_file",
-	"nats-tls-key-file":                "nats.tls_key_file",
-	"nats-tls-insecure-skip-verify":    "nats.tls_insecure_skip_verify",
-	"nats-listen":                      "nats.listen",
-	"nats-buffer-size":                 "nats.buffer_size",
-	"node-name":                        "agent.node_name",
-	"node-ip":                          "agent.node_ip",
-	"host-root":                        "agent.host_root",
-	"listen":                           "agent.listen",
-	"source-timeout":                   "agent.source_timeout",
-	"once":                             "agent.once",
-	"kubelet-url":                      "agent.kubelet.url",
-	"kubelet-token-file":               "agent.kubelet.token_file",
-	"kubelet-ca-file":                  "agent.kubelet.ca_file",
-	"kubelet-insecure-skip-tls-verify": "agent.kubelet.insecure_skip_tls_verify",
-	"pod-resources-socket":             "agent.gpu.pod_resources_socket",
-	"disk-mounts":                      "agent.disk.mounts",
-	"root-dir":                         "agent.disk.root_dir",
-	"http-addr":                        "aggregator.http_addr",
-	"kubeconfig":                       "aggregator.kubeconfig",
-	"stale-intervals":                  "aggregator.stale_intervals",
-	"max-snapshot-streams":             "aggregator.max_snapshot_streams",
-	"pprof":                            "aggregator.pprof",
-	"nats-auth-mode":                   "nats.auth_mode",
-	"nats-token-file":                  "nats.token_file",
-	"nats-allow-anonymous":             "nats.allow_anonymous",
-	"nats-callout-issuer-seed-file":    "nats.callout_issuer_seed_file",
-	"http-auth":                        "aggregator.http_auth",
-	"token-audience":                   "aggregator.token_audience",
-	"agent-service-account":            "aggregator.agent_service_account",
-}
-
-// negatedFlags are the --disable-* booleans: set, each turns its key off.
-var negatedFlags = map[string]string{
-	"disable-kubelet":        "agent.kubelet.enabled",
-	"disable-gpu":            "agent.gpu.enabled",
-	"disable-object-metrics": "aggregator.object_metrics",
-	"disable-metrics-server": "aggregator.metrics_server",
-}
-
-func registerCommon(fs *pflag.FlagSet) {
-	fs.String("config", "", "path of the YAML config file (keys as in configs/config.yaml)")
-	fs.String("interval", "", "collection interval, seconds or a duration such as 15s (metrics.collect_interval, default 15)")
-	fs.String("nats-url", "", "NATS server URL(s), comma-separated (nats.url)")
-	fs.String("nats-subject-prefix", wire.DefaultPrefix, "prefix of every NATS subject (nats.subject_prefix)")
-	fs.String("nats-user", "", "NATS user name (nats.user)")
-	fs.String("nats-password", "", "NATS password (nats.password; prefer K8SMON_NATS_PASSWORD)")
-	fs.String("nats-token", "", "NATS auth token (nats.token; prefer K8SMON_NATS_TOKEN)")
-	fs.String("nats-creds-file", "", "NATS credentials file (nats.creds_file)")
-	fs.String("nats-tls-ca-file", "", "CA bundle to verify the NATS server (nats.tls_ca_file)")
-	fs.String("nats-tls-cert-file", "", "client certificate for NATS TLS (nats.tls_cert_file)")
-	fs.String("nats-tls-key-file", "", "client key for NATS TLS (nats.tls_key_file)")
-	fs.Bool("nats-tls-insecure-skip-verify", false, "do not verify the NATS server's certificate (nats.tls_insecure_skip_verify)")
-}
-
-// RegisterAgentFlags adds the agent's flags to fs.
-func RegisterAgentFlags(fs *pflag.FlagSet) {
-	registerCommon(fs)
-	fs.Int("nats-buffer-size", DefaultBufferSize, "reports kept while NATS is unreachable, oldest dropped first (nats.buffer_size)")
-	fs.String("node-name", "", "this node's name (agent.node_name; default $NODE_NAME, else the hostname)")
-	fs.String("node-ip", "", "this node's IP, used in the default kubelet URL (agent.node_ip; default $NODE_IP)")
-	fs.String("host-root", "/", "where the host's /, /proc and /sys are mounted in a container (agent.host_root)")
-	fs.String("listen", ":9102", "address for /healthz, /readyz and /metrics; empty disables (agent.listen)")
-	fs.Duration("source-timeout", 0, "deadline of each data source per cycle; 0 = 5s, at most half the interval (agent.source_timeout)")
-	fs.Bool("once", false, "collect one report, print it as JSON on stdout and exit (needs no cluster, NATS or GPU)")
-	fs.String("kubelet-url", "", "kubelet base URL (agent.kubelet.url; default https://$NODE_IP:10250)")
-	fs.String("kubelet-token-file", DefaultServiceAccountTok, "bearer token file for the kubelet (agent.kubelet.token_file)")
-	fs.String("kubelet-ca-file", "", "CA bundle to verify the kubelet (agent.kubelet.ca_file)")
-	fs.Bool("kubelet-insecure-skip-tls-verify", false, "do not verify the kubelet's certificate (agent.kubelet.insecure_skip_tls_verify)")
-	fs.Bool("disable-kubelet", false, "do not read the kubelet (agent.kubelet.enabled=false)")
-	fs.String("pod-resources-socket", DefaultPodResourcesSock, "kubelet pod-resources socket, for GPU-to-pod attribution (agent.gpu.pod_resources_socket)")
-	fs.Bool("disable-gpu", false, "do not load NVML (agent.gpu.enabled=false)")
-	fs.StringSlice("disk-mounts", nil, "mount points to report; default every real filesystem (agent.disk.mounts)")
-	fs.String("root-dir", "/", "filesystem the node's disk fields describe, e.g. /var/lib/kubelet (agent.disk.root_dir)")
-	registerAgentAuthFlags(fs)
-}
-
-// RegisterAggregatorFlags adds the aggregator's flags to fs.
-func RegisterAggregatorFlags(fs *pflag.FlagSet) {
-	registerCommon(fs)
-	fs.String("nats-listen", DefaultNATSListen, "address of the embedded NATS server when --nats-url is empty (nats.listen)")
-	fs.StringSlice("namespaces", nil, "namespaces to watch; default all (metrics.namespaces)")
-	fs.String("cache-retention", "", "history kept per node and pod, seconds or a duration such as 2h (metrics.cache_retention, default 300)")
-	fs.String("http-addr", ":8080", "address of the HTTP API (aggregator.http_addr)")
-	fs.String("kubeconfig", "", "kubeconfig path; default in-cluster config, else $KUBECONFIG or ~/.kube/config, else standalone (aggregator.kubeconfig)")
-	fs.Int("stale-intervals", DefaultStaleIntervals, "missed agent intervals before a node is stale (aggregator.stale_intervals)")
-	fs.Bool("disable-metrics-server", false, "do not read metrics.k8s.io (aggregator.metrics_server=false)")
-	fs.Bool("disable-object-metrics", false, "leave per-node and per-pod gauges out of /metrics (aggregator.object_metrics=false)")
-	fs.Int("max-snapshot-streams", DefaultSnapshotStreams, "snapshot-sized HTTP answers written at once; more get 429 (aggregator.max_snapshot_streams)")
-	fs.Bool("pprof", false, "serve Go profiles on /debug/pprof/ of the HTTP API; for operators, do not expose (aggregator.pprof)")
-	registerAggregatorAuthFlags(fs)
-}
-
 // Load reads the configuration: defaults, then the file named by --config
 // (if any), then K8SMON_* environment variables, then the flags of fs that
 // were set. fs must be parsed; it may be nil.
@@ -362,17 +221,8 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 		if f := fs.Lookup("config"); f != nil && f.Value.String() != "" {
 			cfg.File = f.Value.String()
 		}
-		for name, key := range FlagKeys {
-			if f := fs.Lookup(name); f != nil && f.Changed {
-				if err := v.BindPFlag(key, f); err != nil {
-					return nil, fmt.Errorf("bind flag --%s: %w", name, err)
-				}
-			}
-		}
-		for name, key := range negatedFlags {
-			if f := fs.Lookup(name); f != nil && f.Changed && f.Value.String() == "true" {
-				v.Set(key, false)
-			}
+		if err := bindFlags(v, fs); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.File == "" {
@@ -391,85 +241,7 @@ func Load(fs *pflag.FlagSet) (*Config, error) {
 }
 
 func fill(v *viper.Viper, c *Config) error {
-	var errs []error
-	dur := func(key string) time.Duration {
-		d, err := ParseSeconds(v.Get(key))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-		}
-		return d
-	}
-	c.Metrics = MetricsConfig{
-		Enabled:         v.GetBool("metrics.enabled"),
-		CollectInterval: dur("metrics.collect_interval"),
-		Namespaces:      nonEmpty(v.GetStringSlice("metrics.namespaces")),
-		EnableNode:      v.GetBool("metrics.enable_node"),
-		EnablePod:       v.GetBool("metrics.enable_pod"),
-		EnableNetwork:   v.GetBool("metrics.enable_network"),
-		EnableCustom:    v.GetBool("metrics.enable_custom"),
-		CacheRetention:  dur("metrics.cache_retention"),
-	}
-	c.NATS = NATSConfig{
-		URL:           v.GetString("nats.url"),
-		SubjectPrefix: v.GetString("nats.subject_prefix"),
-		User:          v.GetString("nats.user"),
-		Password:      v.GetString("nats.password"),
-		Token:         v.GetString("nats.token"),
-		CredsFile:     v.GetString("nats.creds_file"),
-		TLSCAFile:     v.GetString("nats.tls_ca_file"),
-		TLSCertFile:   v.GetString("nats.tls_cert_file"),
-		TLSKeyFile:    v.GetString("nats.tls_key_file"),
-		TLSInsecure:   v.GetBool("nats.tls_insecure_skip_verify"),
-		Listen:        v.GetString("nats.listen"),
-		BufferSize:    v.GetInt("nats.buffer_size"),
-	}
-	c.Agent = AgentConfig{
-		NodeName:      v.GetString("agent.node_name"),
-		NodeIP:        v.GetString("agent.node_ip"),
-		HostRoot:      v.GetString("agent.host_root"),
-		Listen:        v.GetString("agent.listen"),
-		SourceTimeout: dur("agent.source_timeout"),
-		Once:          v.GetBool("agent.once"),
-		Kubelet: KubeletConfig{
-			Enabled:               v.GetBool("agent.kubelet.enabled"),
-			URL:                   v.GetString("agent.kubelet.url"),
-			TokenFile:             v.GetString("agent.kubelet.token_file"),
-			CAFile:                v.GetString("agent.kubelet.ca_file"),
-			InsecureSkipTLSVerify: v.GetBool("agent.kubelet.insecure_skip_tls_verify"),
-		},
-		GPU: GPUConfig{
-			Enabled:            v.GetBool("agent.gpu.enabled"),
-			PodResourcesSocket: v.GetString("agent.gpu.pod_resources_socket"),
-		},
-		DiskMounts: nonEmpty(v.GetStringSlice("agent.disk.mounts")),
-		RootDir:    v.GetString("agent.disk.root_dir"),
-		Thresholds: model.Thresholds{
-			CPURate:    v.GetFloat64("agent.thresholds.cpu_rate"),
-			MemoryRate: v.GetFloat64("agent.thresholds.memory_rate"),
-			DiskRate:   v.GetFloat64("agent.thresholds.disk_rate"),
-			GPUTempC:   v.GetInt("agent.thresholds.gpu_temperature_c"),
-		},
-	}
-	c.Aggregator = AggregatorConfig{
-		HTTPAddr:        v.GetString("aggregator.http_addr"),
-		Kubeconfig:      v.GetString("aggregator.kubeconfig"),
-		StaleIntervals:  v.GetInt("aggregator.stale_intervals"),
-		MetricsServer:   v.GetBool("aggregator.metrics_server"),
-		ObjectMetrics:   v.GetBool("aggregator.object_metrics"),
-		HistoryPoints:   v.GetInt("aggregator.history_points"),
-		MaxNodes:        v.GetInt("aggregator.max_nodes"),
-		MaxClockSkew:    dur("aggregator.max_clock_skew"),
-		NodeEventRate:   v.GetFloat64("aggregator.node_event_rate"),
-		NodeEventBurst:  v.GetInt("aggregator.node_event_burst"),
-		EventsRetention: dur("aggregator.events_retention"),
-		EventsMax:       v.GetInt("aggregator.events_max"),
-	}
-	c.Aggregator.MaxSnapshotStreams = v.GetInt("aggregator.max_snapshot_streams")
-	c.Aggregator.Pprof = v.GetBool("aggregator.pprof")
-	fillAuth(v, c)
-	if err := fillVMs(v, c); err != nil {
-		errs = append(errs, err)
-	}
+	errs := readKeys(v, c)
 	// Node identity falls back to the downward API's variables.
 	if c.Agent.NodeName == "" {
 		c.Agent.NodeName = os.Getenv("NODE_NAME")

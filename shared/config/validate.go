@@ -1,9 +1,27 @@
 package config
 
+// Every rule on the configuration is in this file: Validate (both
+// binaries), ValidateAgent and ValidateAggregator, each message naming its
+// key. The chart checks the same rules when rendering, so that a bad value
+// fails the install instead of crash-looping the pods:
+//
+//   - bounds of single keys: charts/k8s-llm-monitor/values.schema.json
+//     (metrics.collect_interval 1..3600 s, metrics.cache_retention at most
+//     7 days, aggregator.events_retention at least 1m, stale_intervals,
+//     history_points, events_max, thresholds, kubelet.url, subject prefix);
+//   - cross-field rules: the "fail" calls of k8smon.validateConfig and
+//     k8smon.validate in the chart's templates/_helpers.tpl
+//     (agent.source_timeout at most metrics.collect_interval;
+//     nats.jetstream.replicas above 1 only with nats.url).
+//
+// scripts/chart-check.sh renders each of them; TestChartChecksAgree runs
+// the same values through these functions and expects the same verdict.
+
 import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/wire"
@@ -77,7 +95,7 @@ func (c *Config) ValidateAgent() []error {
 			bad("agent.listen", "%q is not host:port: %v", a.Listen, err)
 		}
 	}
-	if a.Kubelet.Enabled && !a.Once && a.Kubelet.URL == "" {
+	if podsOn, _ := c.Metrics.PodMetrics(); podsOn && a.Kubelet.Enabled && !a.Once && a.Kubelet.URL == "" {
 		bad("agent.kubelet.url", "empty and $NODE_IP is not set: set --kubelet-url or --node-ip, or --disable-kubelet")
 	}
 	if a.Kubelet.URL != "" {
@@ -136,7 +154,95 @@ func (c *Config) ValidateAggregator() []error {
 		bad("aggregator.events_max", "%d is outside [1, 1000000]", g.EventsMax)
 	}
 	errs = append(errs, c.validateAggregatorAuth()...)
+	errs = append(errs, c.validateJetStream()...)
 	return append(errs, c.validateVMs()...)
 }
 
 func splitURLs(s string) []string { return nonEmpty([]string{s}) }
+
+// validateAggregatorAuth checks the identity keys of the aggregator.
+func (c *Config) validateAggregatorAuth() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	n, g := c.NATS, c.Aggregator
+	if n.AuthMode != "" && n.AuthMode != AuthKubernetes {
+		bad("nats.auth_mode", "%q: want empty (the credentials given) or %q", n.AuthMode, AuthKubernetes)
+	}
+	if g.HTTPAuth != AuthNone && g.HTTPAuth != AuthKubernetes {
+		bad("aggregator.http_auth", "%q: want %q or %q", g.HTTPAuth, AuthNone, AuthKubernetes)
+	}
+	k8s := n.AuthMode == AuthKubernetes || g.HTTPAuth == AuthKubernetes
+	if k8s && g.TokenAudience == "" {
+		bad("aggregator.token_audience", "empty; tokens for NATS need an audience (default %s)", DefaultTokenAudience)
+	}
+	if k8s && (!authzPrefixRE.MatchString(g.AuthzPrefix) || reservedPrefixes[g.AuthzPrefix]) {
+		bad("aggregator.authz_prefix", "%q: want / and a lowercase name such as %s, outside the API server's own paths", g.AuthzPrefix, DefaultAuthzPrefix)
+	}
+	if g.AgentServiceAccount != "" {
+		if _, _, err := ParseServiceAccount(g.AgentServiceAccount); err != nil {
+			bad("aggregator.agent_service_account", "%v", err)
+		}
+	}
+	if n.URL != "" && n.AuthMode == AuthKubernetes {
+		if n.CalloutIssuerSeedFile == "" {
+			bad("nats.callout_issuer_seed_file", "empty: with nats.url, kubernetes mode answers the server's auth callout and signs with the account seed whose public key its auth_callout.issuer names")
+		}
+		if n.User == "" && n.CredsFile == "" {
+			bad("nats.user", "empty: with nats.url, kubernetes mode connects as one of the server's auth_callout.auth_users (nats.user and nats.password, or nats.creds_file)")
+		}
+	}
+	if n.URL == "" && n.AuthMode == AuthKubernetes && (n.Token != "" || n.User != "") {
+		bad("nats.auth_mode", "kubernetes replaces nats.token and nats.user on the embedded server: set one or the other")
+	}
+	if n.URL == "" && n.AuthMode == "" && n.Token == "" && n.User == "" && n.CredsFile == "" && !n.AllowAnonymous && !loopback(n.Listen) {
+		bad("nats.listen", "the embedded NATS server would accept anyone on %s: listen on 127.0.0.1, or set nats.auth_mode=kubernetes (--nats-auth-mode), nats.token or nats.user, or allow it explicitly with --nats-allow-anonymous", n.Listen)
+	}
+	return errs
+}
+
+func (c *Config) validateJetStream() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	j := c.NATS.JetStream
+	if j.Replicas < 0 || j.Replicas > MaxStreamReplicas {
+		bad("nats.jetstream.replicas", "%d is outside 0..%d (0 = 3 on a NATS cluster, else 1)", j.Replicas, MaxStreamReplicas)
+	}
+	if c.NATS.URL == "" && j.Replicas > 1 {
+		bad("nats.jetstream.replicas", "%d needs a NATS cluster; the embedded server is a single server (set --nats-url)", j.Replicas)
+	}
+	if j.ReportsMaxBytes < minStreamBytes {
+		bad("nats.jetstream.reports_max_bytes", "%d is below the minimum of %d", j.ReportsMaxBytes, minStreamBytes)
+	}
+	if j.EventsMaxBytes < minStreamBytes {
+		bad("nats.jetstream.events_max_bytes", "%d is below the minimum of %d", j.EventsMaxBytes, minStreamBytes)
+	}
+	if j.EventsMaxAge < time.Minute || j.EventsMaxAge > MaxCacheRetention {
+		bad("nats.jetstream.events_max_age", "%s is outside %s..%s", j.EventsMaxAge, time.Minute, MaxCacheRetention)
+	}
+	return errs
+}
+
+func (c *Config) validateVMs() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, r := range c.VMs.Custom {
+		key := fmt.Sprintf("vms.custom[%d]", i)
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: empty", key))
+		} else if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q used twice", key, r.Name))
+		}
+		seen[r.Name] = true
+		if r.Version == "" || r.Resource == "" {
+			errs = append(errs, fmt.Errorf("%s: version and resource are required (group may be empty only for the core group)", key))
+		}
+		if r.Resource != strings.ToLower(r.Resource) {
+			errs = append(errs, fmt.Errorf("%s.resource: %q must be the lowercase plural, e.g. wukongs", key, r.Resource))
+		}
+	}
+	return errs
+}

@@ -1,12 +1,5 @@
 package config
 
-import (
-	"fmt"
-	"strings"
-
-	"github.com/spf13/viper"
-)
-
 // VMConfig is the "vms:" block: where the aggregator finds virtual machines.
 type VMConfig struct {
 	// KubeVirt watches kubevirt.io/v1 VirtualMachineInstances when the CRD
@@ -38,38 +31,4 @@ type CustomVMFields struct {
 	Volumes  string `mapstructure:"volumes"`  // list, e.g. status.volumes
 	PVCName  string `mapstructure:"pvc_name"` // path inside each volume item, e.g. pvcName
 	Capacity string `mapstructure:"capacity"` // path inside each volume item, e.g. capacity
-}
-
-func setVMDefaults(v *viper.Viper) {
-	v.SetDefault("vms.kubevirt.enabled", true)
-	v.SetDefault("vms.custom", []map[string]any{})
-}
-
-func fillVMs(v *viper.Viper, c *Config) error {
-	c.VMs.KubeVirt = v.GetBool("vms.kubevirt.enabled")
-	if err := v.UnmarshalKey("vms.custom", &c.VMs.Custom); err != nil {
-		return fmt.Errorf("vms.custom: %w", err)
-	}
-	return nil
-}
-
-func (c *Config) validateVMs() []error {
-	var errs []error
-	seen := map[string]bool{}
-	for i, r := range c.VMs.Custom {
-		key := fmt.Sprintf("vms.custom[%d]", i)
-		if r.Name == "" {
-			errs = append(errs, fmt.Errorf("%s.name: empty", key))
-		} else if seen[r.Name] {
-			errs = append(errs, fmt.Errorf("%s.name: %q used twice", key, r.Name))
-		}
-		seen[r.Name] = true
-		if r.Version == "" || r.Resource == "" {
-			errs = append(errs, fmt.Errorf("%s: version and resource are required (group may be empty only for the core group)", key))
-		}
-		if r.Resource != strings.ToLower(r.Resource) {
-			errs = append(errs, fmt.Errorf("%s.resource: %q must be the lowercase plural, e.g. wukongs", key, r.Resource))
-		}
-	}
-	return errs
 }

@@ -242,3 +242,24 @@ func TestFinite(t *testing.T) {
 	huge := math.MaxFloat64
 	assert.Equal(t, 0.0, Finite(huge+huge), "an overflowed sum")
 }
+
+func TestGPUUtilization(t *testing.T) {
+	tests := []struct {
+		name string
+		n    NodeMetrics
+		want float64
+		ok   bool
+	}{
+		{name: "no GPUs"},
+		{name: "per-GPU detail wins", n: NodeMetrics{GPUs: []GPUMetrics{{UtilizationRate: 20}, {UtilizationRate: 60}}, GPUUsage: []float64{100}}, want: 40, ok: true},
+		{name: "seed list", n: NodeMetrics{GPUUsage: []float64{10, 20, 30}}, want: 20, ok: true},
+		{name: "huge readings stay finite", n: NodeMetrics{GPUUsage: []float64{1.7e308, 1.7e308}}, want: 1.7e308, ok: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.n.GPUUtilization()
+			assert.Equal(t, tt.ok, ok)
+			assert.InDelta(t, tt.want, got, tt.want*1e-12)
+		})
+	}
+}

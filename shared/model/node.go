@@ -127,6 +127,9 @@ type GPUMetrics struct {
 	// or not supported.
 	ECCCorrected   *uint64 `json:"eccCorrected,omitempty"`
 	ECCUncorrected *uint64 `json:"eccUncorrected,omitempty"`
+	// XIDErrors counts the XID errors the agent saw on this GPU since it
+	// started (each is also an event).
+	XIDErrors uint64 `json:"xidErrors,omitempty"`
 	// MIG devices carved from this GPU, by their own UUIDs.
 	MIGDevices []string `json:"migDevices,omitempty"`
 	// Pods holding this GPU (or one of its MIG devices / time-sliced
@@ -300,4 +303,25 @@ func nonNegative(v int64) int64 {
 		return 0
 	}
 	return v
+}
+
+// GPUUtilization is the mean utilisation over the node's GPUs: the per-GPU
+// detail when the agent reports it, else the seed's GPUUsage list; false
+// without GPUs. Each term is divided before it is added, so even huge
+// readings cannot overflow the sum, and the mean is always finite.
+func (n *NodeMetrics) GPUUtilization() (float64, bool) {
+	var mean float64
+	switch {
+	case len(n.GPUs) > 0:
+		for _, g := range n.GPUs {
+			mean += g.UtilizationRate / float64(len(n.GPUs))
+		}
+	case len(n.GPUUsage) > 0:
+		for _, u := range n.GPUUsage {
+			mean += u / float64(len(n.GPUUsage))
+		}
+	default:
+		return 0, false
+	}
+	return Finite(mean), true
 }

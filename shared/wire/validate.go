@@ -304,6 +304,9 @@ func validateGPUs(n *model.NodeMetrics) error {
 				return rangeError("node.gpus", i, "", -1, "eccCorrected or eccUncorrected", float64(*p), 0, MaxCount)
 			}
 		}
+		if g.XIDErrors > MaxCount {
+			return rangeError("node.gpus", i, "", -1, "xidErrors", float64(g.XIDErrors), 0, MaxCount)
+		}
 	}
 	return nil
 }

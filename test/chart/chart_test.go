@@ -26,6 +26,8 @@ const (
 	agentName      = fullname + "-agent"
 	agentGPUName   = fullname + "-agent-gpu"
 	natsSecretName = fullname + "-nats"
+	dataDir        = "/var/lib/k8s-llm-monitor/jetstream"
+	dataClaim      = fullname + "-aggregator-data"
 )
 
 func TestStrictDecodingRejectsUnknownAndDuplicateFields(t *testing.T) {
@@ -430,6 +432,8 @@ func TestAggregator(t *testing.T) {
 				assert.Contains(t, c.Ports, corev1.ContainerPort{Name: "nats", ContainerPort: 4222, Protocol: corev1.ProtocolTCP})
 			}
 
+			assertJetStreamStore(t, r, spec, c, external)
+
 			if pdb := all[*policyv1.PodDisruptionBudget](r); len(pdb) > 0 {
 				sel, err := metav1.LabelSelectorAsSelector(pdb[0].Spec.Selector)
 				require.NoError(t, err)
@@ -443,6 +447,44 @@ func TestAggregator(t *testing.T) {
 var natsModes = map[string]string{
 	"deploy": "kubernetes", "gpu-nodes": "kubernetes", "vms": "kubernetes",
 	"external-nats": "token", "all-features": "userPassword", "external-nats-callout": "kubernetes",
+}
+
+// assertJetStreamStore: the embedded NATS server keeps its streams on a
+// writable volume (an emptyDir, or a claim in all-features); with an
+// external NATS there is none.
+func assertJetStreamStore(t *testing.T, r render, spec corev1.PodSpec, c corev1.Container, external bool) {
+	t.Helper()
+	var vol *corev1.Volume
+	for i := range spec.Volumes {
+		if spec.Volumes[i].Name == "data" {
+			vol = &spec.Volumes[i]
+		}
+	}
+	claims := all[*corev1.PersistentVolumeClaim](r)
+	if external {
+		assert.Nil(t, vol, "no store: the streams live on the external NATS")
+		assert.Empty(t, claims)
+		return
+	}
+	require.NotNil(t, vol, "the embedded NATS server's store")
+	assert.Contains(t, c.VolumeMounts, corev1.VolumeMount{Name: "data", MountPath: dataDir}, "mounted writable where aggregator.data_dir points")
+	if r.name != "all-features" {
+		require.NotNil(t, vol.EmptyDir, "an emptyDir by default")
+		require.NotNil(t, vol.EmptyDir.SizeLimit)
+		assert.Equal(t, "2Gi", vol.EmptyDir.SizeLimit.String())
+		assert.Empty(t, claims)
+		return
+	}
+	require.NotNil(t, vol.PersistentVolumeClaim, "a claim when asked")
+	assert.Equal(t, dataClaim, vol.PersistentVolumeClaim.ClaimName)
+	require.Len(t, claims, 1)
+	pvc := claims[0]
+	assert.Equal(t, dataClaim, pvc.Name)
+	assert.Equal(t, "keep", pvc.Annotations["helm.sh/resource-policy"], "uninstall keeps the data")
+	assert.Equal(t, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, pvc.Spec.AccessModes)
+	require.NotNil(t, pvc.Spec.StorageClassName)
+	assert.Equal(t, "fast-ssd", *pvc.Spec.StorageClassName)
+	assert.Equal(t, "5Gi", pvc.Spec.Resources.Requests.Storage().String())
 }
 
 func TestNATSCredentials(t *testing.T) {

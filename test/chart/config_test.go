@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
@@ -145,6 +146,13 @@ func TestRenderedConfigLoads(t *testing.T) {
 				} else {
 					assert.Empty(t, cfg.NATS.AuthMode)
 				}
+				if isExternal(r) {
+					assert.Empty(t, cfg.Aggregator.DataDir, "the streams live on the external NATS")
+				} else {
+					assert.Equal(t, dataDir, cfg.Aggregator.DataDir, "the embedded JetStream store is the mounted volume")
+				}
+				assert.Equal(t, 0, cfg.NATS.JetStream.Replicas)
+				assert.Equal(t, 24*time.Hour, cfg.NATS.JetStream.EventsMaxAge)
 			})
 		})
 	}

@@ -8,10 +8,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -504,6 +507,45 @@ func TestE2E(t *testing.T) {
 		nodes = append(nodes, n)
 	})
 
+	var web *browser
+	t.Run("the web view shows the nodes with their numbers, and filters", func(t *testing.T) {
+		web = startBrowser(t, e.root)
+		web.do(t, settle, chromedp.Navigate(e.agg.api+"/"))
+		// The API wants a token: the page asks for one and sends it.
+		web.do(t, settle, chromedp.WaitVisible(chromedp.CSS("#auth")), chromedp.SendKeys(chromedp.CSS("#token"), apiToken+"\r"))
+		eval[bool](t, web, `window.e2eLoaded = true`) // gone if the page reloads
+		web.waitFor(t, settle, "every node listed", rowsJS("nodes", "data-node")+` === 'worker-1.e2e,worker-2.e2e,worker-3.e2e'`)
+		var c model.ClusterMetrics
+		_, err := getJSON(e.agg.api+"/api/v1/metrics/cluster", &c)
+		require.NoError(t, err)
+		web.waitFor(t, settle, "the node and pod counts", fmt.Sprintf(
+			`document.querySelector('[data-card=nodes] b').textContent === '%d' && document.querySelector('[data-card=pods] b').textContent === '%d'`,
+			c.TotalNodes, c.TotalPods))
+		for name, m := range e.nodes(t) {
+			web.waitFor(t, settle, name+"'s CPU capacity", cellJS("nodes", "data-node", name, "cpu")+`.endsWith('/`+cores(m.CPUCapacity)+`')`)
+			web.waitFor(t, settle, name+" not stale", cellJS("nodes", "data-node", name, "status")+` !== 'stale'`)
+		}
+		png, err := chromedp.Run(web.ctx, chromedp.FullScreenshot(100))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(e.logs, "web-view.png"), png, 0o644))
+		if path := os.Getenv("WEB_VIEW_SCREENSHOT"); path != "" { // docs/web-view.png
+			require.NoError(t, os.WriteFile(path, png, 0o644))
+		}
+
+		// A label filter is applied by the server: one node of three.
+		web.do(t, settle, chromedp.SendKeys(chromedp.CSS(`#node-filters input[name=label]`), "pool=batch\r"))
+		web.waitFor(t, settle, "the label filter", rowsJS("nodes", "data-node")+` === 'worker-2.e2e' && document.querySelector('.pager[data-for=nodes] span').textContent === '1–1 of 1'`)
+		eval[bool](t, web, `(f => { f.elements.label.value = ''; return f.dispatchEvent(new Event('change')) })(document.getElementById('node-filters'))`)
+		web.waitFor(t, settle, "the filter cleared", rowsJS("nodes", "data-node")+` === 'worker-1.e2e,worker-2.e2e,worker-3.e2e'`)
+
+		// Pods, filtered by name, show the API's restarts.
+		web.do(t, settle, chromedp.Click(chromedp.CSS(`#tabs button[data-tab=pods]`)))
+		web.do(t, settle, chromedp.SendKeys(chromedp.CSS(`#pod-filters input[name=name]`), "web-1\r"))
+		web.waitFor(t, settle, "the pod filter", rowsJS("pods", "data-pod")+` === 'team-a/web-1'`)
+		web.waitFor(t, settle, "web-1's restarts", `document.querySelector('#pods tbody tr[data-pod="team-a/web-1"] td:nth-child(5)').textContent === '3'`)
+		web.do(t, settle, chromedp.Click(chromedp.CSS(`#tabs button[data-tab=nodes]`)))
+	})
+
 	t.Run("a killed agent's node goes stale with a NodeStale event", func(t *testing.T) {
 		const node = "worker-2.e2e"
 		killed := time.Now()
@@ -529,6 +571,18 @@ func TestE2E(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, c.StaleNodes)
 		assert.Contains(t, fmt.Sprint(c.Issues), node)
+	})
+
+	t.Run("the web view shows the stale node without a reload", func(t *testing.T) {
+		require.NotNil(t, web, "the web view was opened")
+		web.waitFor(t, settle, "worker-2 stale", cellJS("nodes", "data-node", "worker-2.e2e", "status")+` === 'stale'`)
+		web.waitFor(t, settle, "one stale node in the summary", `document.querySelector('[data-card=nodes] small').textContent.includes('1 stale')`)
+		web.waitFor(t, settle, "the issue listed", `document.getElementById('issues').textContent.includes('worker-2.e2e')`)
+		require.True(t, eval[bool](t, web, `window.e2eLoaded === true`), "the page updated itself, without a reload")
+		// The events tab lists the aggregator's NodeStale event.
+		web.do(t, settle, chromedp.Click(chromedp.CSS(`#tabs button[data-tab=events]`)))
+		web.waitFor(t, settle, "the NodeStale event", `Array.from(document.querySelectorAll('#events tbody tr')).some(r => r.textContent.includes('NodeStale') && r.textContent.includes('worker-2.e2e'))`)
+		web.do(t, settle, chromedp.Click(chromedp.CSS(`#tabs button[data-tab=nodes]`)))
 	})
 
 	t.Run("a kubelet returning errors is reported on its node, and recovers", func(t *testing.T) {

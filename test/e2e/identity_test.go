@@ -126,9 +126,16 @@ func TestIdentity(t *testing.T) {
 		reader := connect(t, e.agg.natsURL, nats.Token(e.readerNATSToken))
 		sub, err := reader.nc.SubscribeSync(wire.DefaultPrefix + ".>")
 		require.NoError(t, err)
-		msg, err := sub.NextMsg(settle)
-		require.NoError(t, err, "reports reach the reader")
-		assert.True(t, strings.HasPrefix(msg.Subject, wire.DefaultPrefix+".node."), msg.Subject)
+		// Cluster events come on the same wildcard; a report must follow.
+		deadline := time.Now().Add(settle)
+		for {
+			msg, err := sub.NextMsg(time.Until(deadline))
+			require.NoError(t, err, "reports reach the reader")
+			require.True(t, strings.HasPrefix(msg.Subject, wire.DefaultPrefix+"."), msg.Subject)
+			if strings.HasPrefix(msg.Subject, wire.DefaultPrefix+".node.") {
+				break
+			}
+		}
 
 		before := counter("k8smon_nats_permission_violations_total", "publish")
 		require.NoError(t, reader.nc.Publish(wire.NodeReportSubject(wire.DefaultPrefix, nodeB), []byte(`{}`)))
@@ -326,7 +333,8 @@ func startNATSServer(t *testing.T, logs, dir, auth string) string {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "build nats-server:\n%s", out)
 	port := freePort(t)
-	conf := writeFile(t, dir, "nats-server.conf", fmt.Sprintf("listen: 127.0.0.1:%d\n%s", port, auth))
+	// JetStream: the aggregator keeps reports and events in its streams.
+	conf := writeFile(t, dir, "nats-server.conf", fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\n%s", port, filepath.Join(dir, "nats-store"), auth))
 	p := start(t, logs, "nats-server", bin, "-c", conf)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	require.Eventually(t, func() bool {

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,6 +55,12 @@ func (cp *controlPlane) createNode(t *testing.T, n nodeSpec, kubeletPort int) *c
 		NodeInfo:        corev1.NodeSystemInfo{KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64"},
 	}
 	obj, err = cp.client.CoreV1().Nodes().UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	// The API server's admission taints a new node not-ready; the node
+	// lifecycle controller (absent here) lifts the taint once the node
+	// reports Ready.
+	obj.Spec.Taints = slices.DeleteFunc(obj.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+	obj, err = cp.client.CoreV1().Nodes().Update(ctx, obj, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	return obj
 }

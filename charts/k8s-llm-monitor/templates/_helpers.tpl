@@ -17,6 +17,11 @@
 {{- end }}
 {{- end }}
 
+{{/* The namespace of every namespaced object: namespaceOverride, else the release's. */}}
+{{- define "k8smon.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "k8smon.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -62,12 +67,80 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* An image reference: (dict "ctx" $ "image" .Values.agent.image). */}}
+{{/*
+An image reference: (dict "ctx" $ "image" .Values.agent.image). With
+global.imageRegistry set (a mirror), it replaces the registry of the
+repository: ghcr.io/k8s-llm-monitor/agent becomes
+<global.imageRegistry>/k8s-llm-monitor/agent. A first path element is a
+registry when it has a dot or a colon or is localhost, as Docker reads it.
+*/}}
 {{- define "k8smon.image" -}}
+{{- $repo := .image.repository }}
+{{- with (.ctx.Values.global | default dict).imageRegistry }}
+{{- $parts := splitList "/" $repo }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repo = join "/" (rest $parts) }}
+{{- end }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}
+{{- end }}
 {{- if .image.digest }}
-{{- printf "%s@%s" .image.repository .image.digest }}
+{{- printf "%s@%s" $repo .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) }}
+{{- printf "%s:%s" $repo (default .ctx.Chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A duration value in seconds, read as the binaries read it
+(config.ParseSeconds): a number of seconds, a string of one ("15"), or a Go
+duration ("90s", "1h30m", "500ms"); unset is 0. Prints a number for float64.
+*/}}
+{{- define "k8smon.seconds" -}}
+{{- $v := . }}
+{{- if kindIs "string" $v }}
+{{- $s := trim $v }}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" $s }}
+{{- $s | float64 }}
+{{- else }}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" $s -1 }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" . | float64 }}
+{{- $unit := regexReplaceAll "^[0-9]+(\\.[0-9]+)?" . "" }}
+{{- $total = addf $total (mulf $num (get $units $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+{{- else if $v }}
+{{- $v | float64 }}
+{{- else }}0
+{{- end }}
+{{- end }}
+
+{{/*
+The rules both binaries check at start (shared/config/validate.go), checked
+when rendering so that a bad value fails the install, naming the value to
+change, instead of crash-looping every pod.
+*/}}
+{{- define "k8smon.validateConfig" -}}
+{{- $m := .Values.metrics }}
+{{- $interval := include "k8smon.seconds" $m.collect_interval | float64 }}
+{{- if or (lt $interval 1.0) (gt $interval 3600.0) }}
+{{- fail (printf "metrics.collect_interval=%v: both binaries accept 1s to 1h (1 to 3600 seconds); set metrics.collect_interval within that range" $m.collect_interval) }}
+{{- end }}
+{{- $retention := include "k8smon.seconds" $m.cache_retention | float64 }}
+{{- if gt $retention 604800.0 }}
+{{- fail (printf "metrics.cache_retention=%v: at most 7 days (604800 seconds, 168h); lower metrics.cache_retention" $m.cache_retention) }}
+{{- end }}
+{{- $timeout := include "k8smon.seconds" .Values.agent.config.source_timeout | float64 }}
+{{- if gt $timeout $interval }}
+{{- fail (printf "agent.config.source_timeout=%v is longer than metrics.collect_interval=%v: the agents refuse a source deadline beyond one interval; lower agent.config.source_timeout (0 picks 5s, or half the interval if that is less) or raise metrics.collect_interval" .Values.agent.config.source_timeout $m.collect_interval) }}
+{{- end }}
+{{- with .Values.aggregator.config.events_retention }}
+{{- if lt (include "k8smon.seconds" . | float64) 60.0 }}
+{{- fail (printf "aggregator.config.events_retention=%v: at least 1m (60 seconds); raise aggregator.config.events_retention" .) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -93,7 +166,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The aggregator's Service, which also carries the embedded NATS port. */}}
 {{- define "k8smon.aggregator.serviceHost" -}}
-{{- printf "%s-aggregator.%s.svc.%s" (include "k8smon.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- printf "%s-aggregator.%s.svc.%s" (include "k8smon.fullname" .) (include "k8smon.namespace" .) .Values.clusterDomain }}
 {{- end }}
 
 {{/* The URL agents connect to: the embedded server's Service, or nats.url. */}}
@@ -110,7 +183,11 @@ Rendering checks that the schema cannot express; each failure names the
 values to change.
 */}}
 {{- define "k8smon.validate" -}}
+{{- include "k8smon.validateConfig" . }}
 {{- $embedded := not .Values.nats.url }}
+{{- if and $embedded (gt (int .Values.nats.jetstream.replicas) 1) }}
+{{- fail (printf "nats.jetstream.replicas=%d needs a NATS cluster: the embedded server is a single server. Set nats.url to a NATS cluster with JetStream (docs/install.md), or leave replicas at 0." (int .Values.nats.jetstream.replicas)) }}
+{{- end }}
 {{- if and $embedded (gt (int .Values.aggregator.replicaCount) 1) }}
 {{- fail (printf "aggregator.replicaCount=%d needs an external NATS: set nats.url (see examples/external-nats.yaml). With the embedded NATS server every replica would run its own server and each agent would reach only one of them." (int .Values.aggregator.replicaCount)) }}
 {{- end }}
@@ -135,6 +212,9 @@ values to change.
 {{- end }}
 {{- if and .Values.nats.tls.enabled $embedded (not .Values.nats.tls.certSecret) }}
 {{- fail (printf "nats.tls.enabled with the embedded NATS server needs its certificate: set nats.tls.certSecret to a kubernetes.io/tls Secret whose certificate names %s" (include "k8smon.aggregator.serviceHost" .)) }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
+{{- fail "serviceMonitor.enabled and podMonitor.enabled: Prometheus would scrape every pod twice; enable one of the two" }}
 {{- end }}
 {{- if and .Values.agent.gpu.enabled .Values.agent.gpu.nodeSelector (not .Values.agent.gpu.runtimeClassName) (not .Values.agent.gpu.env) }}
 {{- fail "agent.gpu.enabled: set agent.gpu.runtimeClassName or agent.gpu.env, or the GPU DaemonSet is the same as the main one" }}
@@ -295,4 +375,27 @@ Environment for the NATS credentials and TLS files: (dict "ctx" $ "component" "a
         path: tls.key
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+A probe of path on port from the values' timings: (dict "probe"
+.Values.agent.livenessProbe "path" "/healthz" "port" "metrics" "indent" 10).
+Empty when the probe is disabled.
+*/}}
+{{- define "k8smon.probe" -}}
+{{- if .probe.enabled }}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+{{- with omit .probe "enabled" }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the embedded NATS server keeps its JetStream store (aggregator.data_dir).
+*/}}
+{{- define "k8smon.aggregator.dataDir" -}}
+/var/lib/k8s-llm-monitor/jetstream
 {{- end }}
