@@ -9,7 +9,7 @@ PKGS := ./...
 # every cgo build prints pages of warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: all build build-agent build-aggregator test e2e fault bench lint fmt tidy-check run run-once clean \
+.PHONY: all build build-agent build-aggregator test e2e fault bench bench-fleet lint fmt tidy-check run run-once clean \
 	images helm manifests manifests-check chart-lint chart-check promtool metrics-check actionlint workflow-lint
 
 # Container images (make images): $(IMAGE_REGISTRY)/agent:$(IMAGE_TAG) and
@@ -73,6 +73,15 @@ K8SMON_FAULT ?= quick
 fault: ## fault suite (build tag fault): K8SMON_FAULT=quick|slow|all
 	FAULT_NATS_SERVER=$$(test/fault/build.sh)/nats-server K8SMON_FAULT=$(K8SMON_FAULT) \
 		$(GO) test -tags fault -count=1 -timeout 20m ./test/fault/...
+
+# The fleet benchmark: metrics-server and the aggregator side by side on
+# NODES simulated nodes × PODS pods (real control plane as in e2e), CPU and
+# RSS of each over the same window; see docs/benchmarks.md. Not part of CI.
+NODES ?= 300
+PODS ?= 30
+bench-fleet: ## metrics-server vs the aggregator on a simulated fleet (NODES, PODS, FLEET_* in test/e2e/fleet_test.go)
+	test/e2e/build.sh >/dev/null
+	FLEET_NODES=$(NODES) FLEET_PODS=$(PODS) $(GO) test -tags 'e2e fleet' -run '^TestFleet$$' -count=1 -timeout 60m -v ./test/e2e/
 
 bench: ## benchmarks of the hot paths (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)

@@ -1,15 +1,16 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/shirou/gopsutil/v4/cpu"
+	"github.com/shirou/gopsutil/v4/load"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
@@ -24,15 +25,19 @@ const (
 
 // CPUSource reports the node's CPU capacity, its usage computed from the
 // delta of /proc/stat's cumulative counters between two Collects, and the
-// load averages of /proc/loadavg.
+// load averages of /proc/loadavg, all read through gopsutil.
+//
+// The counters are gopsutil's raw ones (cpu.ExLinux, clock ticks as the
+// kernel prints them), not cpu.Times's seconds: a delta of integers is exact
+// and shows "no tick elapsed" as zero, which floats divided by USER_HZ blur.
 type CPUSource struct {
-	statPath    string
-	loadavgPath string
+	paths    HostPaths
+	statPath string // for messages
+	ex       *cpu.ExLinux
 
 	// mu serialises Collects: a runner that gave up on a slow cycle may
 	// start the next one while this one still runs, and both move prev.
 	mu   sync.Mutex
-	buf  []byte
 	prev cpuTimes
 	// last is the latest computed usage, repeated when less than one clock
 	// tick passed since prev and no new delta exists.
@@ -58,12 +63,9 @@ type cpuUsage struct {
 // NewCPUSource returns the cpu source of the host at paths. It takes a
 // first reading now, so that the first Collect already has a delta.
 func NewCPUSource(paths HostPaths) *CPUSource {
-	s := &CPUSource{
-		statPath:    filepath.Join(paths.Proc, "stat"),
-		loadavgPath: filepath.Join(paths.Proc, "loadavg"),
-	}
+	s := &CPUSource{paths: paths, statPath: filepath.Join(paths.Proc, "stat"), ex: cpu.NewExLinux()}
 	// A failed prime is not an error yet: Collect reads again and says why.
-	s.prev, _ = s.readStat()
+	s.prev, _ = s.readStat(context.Background())
 	return s
 }
 
@@ -78,7 +80,7 @@ func (s *CPUSource) Collect(ctx context.Context) (Apply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	cur, err := s.readStat()
+	cur, err := s.readStat(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +91,7 @@ func (s *CPUSource) Collect(ctx context.Context) (Apply, error) {
 	}
 	capacity := int64(cur.cpus) * 1000
 	usage, usageErr := s.advance(cur, capacity)
-	load, loadErr := s.readLoad()
+	load, loadErr := s.readLoad(ctx)
 
 	apply := func(r *model.NodeReport) {
 		r.Node.CPUCapacity = capacity
@@ -120,7 +122,7 @@ func (s *CPUSource) waitForTick(ctx context.Context, cur cpuTimes) (cpuTimes, er
 			return cur, nil
 		case <-poll.C:
 		}
-		next, err := s.readStat()
+		next, err := s.readStat(ctx)
 		if err != nil {
 			return cur, err
 		}
@@ -162,82 +164,44 @@ func (s *CPUSource) advance(cur cpuTimes, capacity int64) (cpuUsage, error) {
 	return u, nil
 }
 
-// readStat reads the aggregate counters and counts the cpuN lines of
-// /proc/stat. Only the leading cpu block is parsed: the interrupt line after
-// it runs to tens of kilobytes on large machines.
-func (s *CPUSource) readStat() (cpuTimes, error) {
-	var err error
-	s.buf, err = readProcFile(s.statPath, s.buf)
+// readStat reads the aggregate counters and the per-CPU rows of
+// /proc/stat. Capacity counts the rows (the online CPUs) of the same reading
+// as the aggregate, so a hotplugged CPU shows at once; runtime.NumCPU would
+// give the agent's own affinity mask, not the host's CPUs.
+func (s *CPUSource) readStat(ctx context.Context) (cpuTimes, error) {
+	ctx = s.paths.context(ctx)
+	all, err := s.ex.TimesWithContext(ctx, false)
 	if err != nil {
-		return cpuTimes{}, fmt.Errorf("read cpu counters: %w", err)
+		return cpuTimes{}, fmt.Errorf("read cpu counters from %s: %w", s.statPath, err)
 	}
-	var t cpuTimes
-	for rest := s.buf; len(rest) > 0; {
-		var line []byte
-		line, rest = nextProcLine(rest)
-		if !bytes.HasPrefix(line, []byte("cpu")) {
-			if t.valid || t.cpus > 0 {
-				break
-			}
-			continue
-		}
-		if len(line) > 3 && line[3] >= '0' && line[3] <= '9' {
-			t.cpus++
-			continue
-		}
-		if t.total, t.idle, err = parseCPULine(line); err != nil {
-			return cpuTimes{}, fmt.Errorf("parse %s: %w", s.statPath, err)
-		}
-		t.valid = true
+	if len(all) == 0 {
+		return cpuTimes{}, fmt.Errorf("read cpu counters from %s: no cpu lines", s.statPath)
 	}
-	if !t.valid || t.cpus == 0 {
-		return cpuTimes{}, fmt.Errorf("parse %s: no cpu lines", s.statPath)
+	perCPU, err := s.ex.TimesWithContext(ctx, true)
+	if err != nil {
+		return cpuTimes{}, fmt.Errorf("read per-cpu counters from %s: %w", s.statPath, err)
 	}
-	return t, nil
+	if len(perCPU) == 0 {
+		return cpuTimes{}, fmt.Errorf("read cpu counters from %s: no cpu lines", s.statPath)
+	}
+	c := all[0]
+	// Guest time is already counted in user and nice, so the total stops
+	// at steal.
+	return cpuTimes{
+		valid: true,
+		total: c.User + c.Nice + c.System + c.Idle + c.Iowait + c.Irq + c.Softirq + c.Steal,
+		idle:  c.Idle + c.Iowait,
+		cpus:  len(perCPU),
+	}, nil
 }
 
-// parseCPULine sums "cpu user nice system idle iowait irq softirq steal
-// guest guest_nice". Guest time is already counted in user and nice, so the
-// total stops at steal; kernels older than 2.6.33 print fewer columns.
-func parseCPULine(line []byte) (total, idle uint64, err error) {
-	_, rest := nextProcField(line) // "cpu"
-	n := 0
-	for ; n < 8; n++ {
-		var f []byte
-		f, rest = nextProcField(rest)
-		if len(f) == 0 {
-			break
-		}
-		v, err := parseProcUint(f)
-		if err != nil {
-			return 0, 0, fmt.Errorf("cpu column %d: %w", n+1, err)
-		}
-		total += v
-		if n == 3 || n == 4 { // idle, iowait
-			idle += v
-		}
-	}
-	if n < 4 {
-		return 0, 0, fmt.Errorf("cpu line has %d columns, want at least 4", n)
-	}
-	return total, idle, nil
-}
-
-// readLoad parses the first three fields of /proc/loadavg.
-func (s *CPUSource) readLoad() (*model.LoadAverage, error) {
-	var err error
-	s.buf, err = readProcFile(s.loadavgPath, s.buf)
+// readLoad reads the load averages. gopsutil falls back to sysinfo(2) when
+// /proc/loadavg cannot be read; the kernel's load is not namespaced, so
+// that is the host's load too.
+func (s *CPUSource) readLoad(ctx context.Context) (*model.LoadAverage, error) {
+	avg, err := load.AvgWithContext(s.paths.context(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("read load average: %w", err)
 	}
-	var v [3]float64
-	rest := s.buf
-	for i := range v {
-		var f []byte
-		f, rest = nextProcField(rest)
-		if v[i], err = strconv.ParseFloat(string(f), 64); err != nil {
-			return nil, fmt.Errorf("parse %s: %w", s.loadavgPath, err)
-		}
-	}
-	return &model.LoadAverage{Load1: v[0], Load5: v[1], Load15: v[2]}, nil
+	return &model.LoadAverage{Load1: avg.Load1, Load5: avg.Load5, Load15: avg.Load15}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,21 +193,17 @@ func TestCPUSourceWithoutDelta(t *testing.T) {
 
 func TestCPUSourceErrors(t *testing.T) {
 	tests := []struct {
-		name       string
-		stat       string // "" removes the file
-		removeLoad bool
-		wantErr    string
-		wantApply  bool
+		name    string
+		stat    string // "" removes the file
+		wantErr string
 	}{
 		{name: "no stat", wantErr: "read cpu counters"},
-		{name: "no cpu lines", stat: "intr 1 2 3\nctxt 4\n", wantErr: "no cpu lines"},
-		{name: "garbage counter", stat: "cpu  1 2 x 4 5 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n", wantErr: "cpu column 3"},
-		{name: "too few columns", stat: "cpu  1 2 3\ncpu0 1 2 3\n", wantErr: "at least 4"},
-		{
-			name:    "no loadavg",
-			stat:    "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 10 0 10 80 0 0 0 0 0 0\n",
-			wantErr: "read load average", removeLoad: true, wantApply: true,
-		},
+		{name: "no cpu lines", stat: "intr 1 2 3\nctxt 4\n", wantErr: "does not contain cpu info"},
+		{name: "no per-cpu lines", stat: "cpu  1 2 3 4 5 6 7 8 0 0\nintr 1 2 3\n", wantErr: "no cpu lines"},
+		{name: "garbage counter", stat: "cpu  1 2 x 4 5 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n", wantErr: "field 3"},
+		{name: "garbage per-cpu counter", stat: "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 1 2 3 4 x 6 7 8 0 0\n", wantErr: "field 5 for cpu0"},
+		// gopsutil wants the seven counters every kernel since 2.6 prints.
+		{name: "too few columns", stat: "cpu  1 2 3\ncpu0 1 2 3\n", wantErr: "does not contain cpu info"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,20 +214,28 @@ func TestCPUSourceErrors(t *testing.T) {
 			} else {
 				writeFixture(t, root, "proc/stat", tt.stat)
 			}
-			if tt.removeLoad {
-				require.NoError(t, os.Remove(filepath.Join(root, "proc/loadavg")))
-			}
 			apply, err := s.Collect(context.Background())
 			require.ErrorContains(t, err, tt.wantErr)
-			assert.Equal(t, tt.wantApply, apply != nil)
-			if apply != nil {
-				var r model.NodeReport
-				apply(&r)
-				assert.Equal(t, int64(1000), r.Node.CPUCapacity, "one cpuN line")
-				assert.Nil(t, r.Node.Load)
-			}
+			assert.Nil(t, apply)
 		})
 	}
+}
+
+// TestCPUSourceLoadFallback removes /proc/loadavg: gopsutil then asks the
+// kernel through sysinfo(2), whose load is the host's (not namespaced).
+func TestCPUSourceLoadFallback(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sysinfo(2) is Linux")
+	}
+	root := copyFixture(t, "host1")
+	s := NewCPUSource(NewHostPaths(root))
+	advanceFixture(t, root, "proc/stat")
+	require.NoError(t, os.Remove(filepath.Join(root, "proc/loadavg")))
+	var r model.NodeReport
+	require.NoError(t, collectInto(t, context.Background(), s, &r))
+	require.NotNil(t, r.Node.Load)
+	assert.GreaterOrEqual(t, r.Node.Load.Load1, 0.0)
+	assert.Equal(t, int64(2000), r.Node.CPUUsage)
 }
 
 func TestCPUSourceCapacityFollowsHotplug(t *testing.T) {

@@ -1,16 +1,18 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/shirou/gopsutil/v4/disk"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
@@ -75,14 +77,13 @@ type DiskSource struct {
 	logger  *slog.Logger
 
 	// statfs is syscall.Statfs; tests replace it to block on a channel.
+	// Not gopsutil's disk.Usage: it multiplies by f_bsize, the preferred
+	// I/O size, where f_frsize is the unit of the block counts (they
+	// differ on NFS and FUSE), its unsigned products wrap above 16 EiB, and
+	// it takes no seam to test a hung mount with.
 	statfs func(path string, st *syscall.Statfs_t) error
 	now    func() time.Time
 	sem    chan struct{}
-
-	// readMu guards the mount table buffers.
-	readMu  sync.Mutex
-	buf     []byte
-	scratch []byte
 
 	// mu guards inflight and the abandoned flags of its calls.
 	mu       sync.Mutex
@@ -104,11 +105,10 @@ type statfsCall struct {
 
 // mountEntry is one filesystem as the mount table names it.
 type mountEntry struct {
-	dev        string // major:minor, what bind mounts share
-	root       string // the mounted subtree of the filesystem, "/" unless a bind mount
 	mountPoint string
 	fsType     string
 	device     string
+	bind       bool // mounts a subtree of a filesystem mounted elsewhere
 }
 
 // NewDiskSource returns the disk source of the host at paths. mounts lists
@@ -150,7 +150,7 @@ func (s *DiskSource) Collect(ctx context.Context) (Apply, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("collect disks: %w", err)
 	}
-	reported, root, err := s.readMounts()
+	reported, root, err := s.readMounts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -332,25 +332,19 @@ func addPath(list []string, p string) (int, []string) {
 	return len(list), append(list, p)
 }
 
-// readMounts reads the host's mount table and returns the filesystems to
-// report and the one holding the root dir. PID 1's table is the host's
-// mount namespace; the agent's own is the fallback (it equals the host's
-// when the agent runs on the host, where PID 1's may be hidden by hidepid).
-func (s *DiskSource) readMounts() (reported []mountEntry, root mountEntry, err error) {
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
-
-	for _, name := range []string{"1", "self"} {
-		if s.buf, err = readProcFile(filepath.Join(s.paths.Proc, name, "mountinfo"), s.buf); err == nil {
-			break
-		}
-	}
+// readMounts reads the host's mount table through gopsutil and returns the
+// filesystems to report and the one holding the root dir. gopsutil reads
+// PID 1's table (the host's mount namespace) and falls back to the agent's
+// own (it equals the host's when the agent runs on the host, where PID 1's
+// may be hidden by hidepid).
+func (s *DiskSource) readMounts(ctx context.Context) (reported []mountEntry, root mountEntry, err error) {
+	parts, err := disk.PartitionsWithContext(s.paths.context(ctx), true)
 	if err != nil {
 		if s.mounts == nil {
 			return nil, mountEntry{}, fmt.Errorf("read mount table: %w", err)
 		}
 		// A configured list can still be reported, without device names.
-		s.buf = s.buf[:0]
+		parts = nil
 	}
 
 	// The best (longest) mount point holding each target: the root dir
@@ -359,20 +353,23 @@ func (s *DiskSource) readMounts() (reported []mountEntry, root mountEntry, err e
 	targets = append(targets, s.mounts...)
 	best := make([]mountEntry, len(targets))
 
-	for rest := s.buf; len(rest) > 0; {
-		var line []byte
-		line, rest = nextProcLine(rest)
-		f, ok := parseMountinfoLine(line)
-		if !ok {
+	for _, p := range parts {
+		mp := p.Mountpoint
+		if mp == "" || mp[0] != '/' || p.Fstype == "" {
 			continue
 		}
-		s.scratch = unescapeMountPath(s.scratch[:0], f.mountPoint)
-		mp := s.scratch
+		e := mountEntry{
+			mountPoint: mp,
+			fsType:     p.Fstype,
+			// gopsutil unescapes the mount point but not the source.
+			device: unescapeMountString(p.Device),
+			bind:   slices.Contains(p.Opts, "bind"),
+		}
 		for i, t := range targets {
 			// >= so that a later mount over the same point, which hides
 			// the earlier one, wins.
 			if mountHolds(mp, t) && len(mp) >= len(best[i].mountPoint) {
-				best[i] = f.entry(mp)
+				best[i] = e
 			}
 		}
 		if s.mounts != nil {
@@ -380,13 +377,13 @@ func (s *DiskSource) readMounts() (reported []mountEntry, root mountEntry, err e
 		}
 		// A mount over a reported mount point hides it.
 		for i := range reported {
-			if reported[i].mountPoint == string(mp) {
+			if reported[i].mountPoint == mp {
 				reported = append(reported[:i], reported[i+1:]...)
 				break
 			}
 		}
-		if discoverable(f.fsType, mp) {
-			reported = append(reported, f.entry(mp))
+		if discoverable(p.Fstype, mp) {
+			reported = append(reported, e)
 		}
 	}
 
@@ -409,17 +406,17 @@ func (s *DiskSource) readMounts() (reported []mountEntry, root mountEntry, err e
 }
 
 // discoverable reports whether a mount is node storage worth listing.
-func discoverable(fsType, mountPoint []byte) bool {
-	if pseudoFSTypes[string(fsType)] {
+func discoverable(fsType, mountPoint string) bool {
+	if pseudoFSTypes[fsType] {
 		return false
 	}
 	for _, p := range ignoredMountPrefixes {
-		if len(mountPoint) >= len(p) && string(mountPoint[:len(p)]) == p {
+		if strings.HasPrefix(mountPoint, p) {
 			return false
 		}
 	}
 	for _, d := range kubeletVolumeDirs {
-		if strings.Contains(string(mountPoint), d) {
+		if strings.Contains(mountPoint, d) {
 			return false
 		}
 	}
@@ -427,15 +424,17 @@ func discoverable(fsType, mountPoint []byte) bool {
 }
 
 // dedupeBindMounts keeps one entry per device: bind mounts show the same
-// filesystem again (kubelet and container runtimes bind-mount a lot). The
-// entry mounting the filesystem's own root is kept, else the first.
+// filesystem again (kubelet and container runtimes bind-mount a lot).
+// gopsutil gives every mount of one block device (major:minor) the device
+// name of its first mount, so the name is the key. The entry that is not a
+// bind mount (it mounts the filesystem's own root) is kept, else the first.
 func dedupeBindMounts(in []mountEntry) []mountEntry {
 	out := in[:0]
 next:
 	for _, m := range in {
 		for j := range out {
-			if out[j].dev == m.dev {
-				if out[j].root != "/" && m.root == "/" {
+			if out[j].device == m.device {
+				if out[j].bind && !m.bind {
 					out[j] = m
 				}
 				continue next
@@ -448,71 +447,23 @@ next:
 
 // mountHolds reports whether the directory dir lies on or under mount
 // point mp.
-func mountHolds(mp []byte, dir string) bool {
-	if len(mp) == 1 && mp[0] == '/' {
+func mountHolds(mp, dir string) bool {
+	if mp == "/" {
 		return true
 	}
-	if len(dir) < len(mp) || dir[:len(mp)] != string(mp) {
+	if !strings.HasPrefix(dir, mp) {
 		return false
 	}
 	return len(dir) == len(mp) || dir[len(mp)] == '/'
 }
 
-// mountinfoLine holds the fields of a /proc/PID/mountinfo line that the
-// disk source needs, still escaped and pointing into the read buffer:
-//
-//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-type mountinfoLine struct {
-	dev, root, mountPoint, fsType, source []byte
-}
-
-func parseMountinfoLine(line []byte) (mountinfoLine, bool) {
-	var m mountinfoLine
-	_, rest := nextProcField(line) // mount ID
-	_, rest = nextProcField(rest)  // parent ID
-	m.dev, rest = nextProcField(rest)
-	m.root, rest = nextProcField(rest)
-	m.mountPoint, rest = nextProcField(rest)
-	_, rest = nextProcField(rest) // mount options
-	for {
-		// Optional fields (shared:N, master:N) end at a lone "-".
-		var f []byte
-		f, rest = nextProcField(rest)
-		if len(f) == 0 {
-			return m, false
-		}
-		if len(f) == 1 && f[0] == '-' {
-			break
-		}
+// unescapeMountString decodes the kernel's octal escapes of space, tab,
+// newline and backslash (\040, \011, \012, \134) in a mount table field.
+func unescapeMountString(p string) string {
+	if strings.IndexByte(p, '\\') < 0 {
+		return p
 	}
-	m.fsType, rest = nextProcField(rest)
-	m.source, _ = nextProcField(rest)
-	return m, len(m.mountPoint) > 0 && m.mountPoint[0] == '/' && len(m.fsType) > 0
-}
-
-// entry copies the line into strings, mp being the unescaped mount point.
-func (m mountinfoLine) entry(mp []byte) mountEntry {
-	return mountEntry{
-		dev:        string(m.dev),
-		root:       unescapeMountString(m.root),
-		mountPoint: string(mp),
-		fsType:     string(m.fsType),
-		device:     unescapeMountString(m.source),
-	}
-}
-
-// unescapeMountString is unescapeMountPath as a string, copying only once
-// in the usual case of nothing escaped.
-func unescapeMountString(p []byte) string {
-	if bytes.IndexByte(p, '\\') < 0 {
-		return string(p)
-	}
-	return string(unescapeMountPath(nil, p))
-}
-
-// unescapeMountPath appends p to dst with the kernel's octal escapes of
-// space, tab, newline and backslash (\040, \011, \012, \134) decoded.
-func unescapeMountPath(dst, p []byte) []byte {
+	dst := make([]byte, 0, len(p))
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if c == '\\' && i+3 < len(p) && isOctal(p[i+1]) && isOctal(p[i+2]) && isOctal(p[i+3]) {
@@ -521,7 +472,7 @@ func unescapeMountPath(dst, p []byte) []byte {
 		}
 		dst = append(dst, c)
 	}
-	return dst
+	return string(dst)
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }

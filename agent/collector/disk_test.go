@@ -388,41 +388,45 @@ func TestDiskSourceWorkerPoolBound(t *testing.T) {
 	}
 }
 
-func TestParseMountinfoLine(t *testing.T) {
+// TestDiskSourceMountinfoFields checks what the disk source takes from
+// gopsutil's reading of mountinfo lines: escapes decoded in the mount point
+// and the source, optional fields skipped, bind mounts marked.
+func TestDiskSourceMountinfoFields(t *testing.T) {
 	tests := []struct {
-		name   string
-		line   string
-		want   mountEntry
-		wantOK bool
+		name string
+		line string
+		want mountEntry
 	}{
 		{
-			name:   "optional fields",
-			line:   "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue",
-			want:   mountEntry{dev: "98:0", root: "/mnt1", mountPoint: "/mnt2", fsType: "ext3", device: "/dev/root"},
-			wantOK: true,
+			name: "optional fields",
+			line: "36 35 98:0 / /mnt2 rw,noatime master:1 shared:7 - ext3 /dev/vdb rw,errors=continue",
+			want: mountEntry{mountPoint: "/mnt2", fsType: "ext3", device: "/dev/vdb"},
 		},
 		{
-			name:   "no optional fields",
-			line:   "26 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard",
-			want:   mountEntry{dev: "254:0", root: "/", mountPoint: "/", fsType: "ext4", device: "/dev/vda"},
-			wantOK: true,
+			name: "no optional fields",
+			line: "26 1 254:0 / /mnt3 rw,relatime - ext4 /dev/vda rw,discard",
+			want: mountEntry{mountPoint: "/mnt3", fsType: "ext4", device: "/dev/vda"},
 		},
 		{
-			name:   "escaped space, tab and backslash",
-			line:   `69 30 0:45 / /mnt/nfs\040share\011x\134y rw - nfs4 host:/a\040b rw`,
-			want:   mountEntry{dev: "0:45", root: "/", mountPoint: "/mnt/nfs share\tx\\y", fsType: "nfs4", device: "host:/a b"},
-			wantOK: true,
+			name: "escaped space, tab and backslash",
+			line: `69 30 0:45 / /mnt/nfs\040share\011x\134y rw - nfs4 host:/a\040b rw`,
+			want: mountEntry{mountPoint: "/mnt/nfs share\tx\\y", fsType: "nfs4", device: "host:/a b"},
 		},
-		{name: "truncated", line: "26 1 254:0 / / rw,relatime", wantOK: false},
-		{name: "empty", line: "", wantOK: false},
+		{
+			name: "bind mount of a subtree",
+			line: "68 30 259:4 /kubelet /mnt4 rw,relatime shared:38 - ext4 /dev/nvme2n1 rw",
+			want: mountEntry{mountPoint: "/mnt4", fsType: "ext4", device: "/dev/nvme2n1", bind: true},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, ok := parseMountinfoLine([]byte(tt.line))
-			require.Equal(t, tt.wantOK, ok)
-			if ok {
-				assert.Equal(t, tt.want, f.entry(unescapeMountPath(nil, f.mountPoint)))
-			}
+			root := t.TempDir()
+			writeFixture(t, root, "proc/1/mountinfo", "30 1 259:1 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p1 rw\n"+tt.line+"\n")
+			s := NewDiskSource(NewHostPaths(root), nil, "/", nil)
+			reported, _, err := s.readMounts(context.Background())
+			require.NoError(t, err)
+			require.Len(t, reported, 2)
+			assert.Equal(t, tt.want, reported[1])
 		})
 	}
 }

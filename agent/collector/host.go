@@ -1,13 +1,12 @@
 package collector
 
 import (
-	"errors"
-	"fmt"
-	"io"
+	"context"
 	"log/slog"
-	"os"
+	"math"
 	"path/filepath"
-	"slices"
+
+	psutil "github.com/shirou/gopsutil/v4/common"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
@@ -44,6 +43,19 @@ func (p HostPaths) Path(hostPath string) string {
 	return filepath.Join(p.Root, hostPath)
 }
 
+// context returns ctx carrying these paths for gopsutil, which reads
+// HOST_PROC, HOST_SYS, HOST_DEV and HOST_ROOT from the context before the
+// environment: the agent's configured host root wins over whatever the
+// container's environment says, and tests point the library at fixtures.
+func (p HostPaths) context(ctx context.Context) context.Context {
+	return context.WithValue(ctx, psutil.EnvKey, psutil.EnvMap{
+		psutil.HostRootEnvKey: p.Root,
+		psutil.HostProcEnvKey: p.Proc,
+		psutil.HostSysEnvKey:  p.Sys,
+		psutil.HostDevEnvKey:  p.Path("/dev"),
+	})
+}
+
 // NewHostSources returns the cpu, memory, disk and network sources for the
 // agent's configuration, each already primed so that the first cycle
 // reports usage.
@@ -55,75 +67,6 @@ func NewHostSources(cfg config.AgentConfig, logger *slog.Logger) []Source {
 		NewDiskSource(paths, cfg.DiskMounts, cfg.RootDir, logger),
 		NewNetworkSource(paths),
 	}
-}
-
-// readProcFile reads a whole procfs file into buf, growing it as needed, and
-// returns the filled slice. Procfs files report size 0, so os.ReadFile's
-// size hint does not help and a reused buffer saves an allocation per read.
-func readProcFile(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return buf[:0], err
-	}
-	defer f.Close()
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(cap(buf), 4096))
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// nextProcLine splits off the first line of data.
-func nextProcLine(data []byte) (line, rest []byte) {
-	for i, c := range data {
-		if c == '\n' {
-			return data[:i], data[i+1:]
-		}
-	}
-	return data, nil
-}
-
-// nextProcField splits off the first whitespace-separated field of line.
-func nextProcField(line []byte) (field, rest []byte) {
-	i := 0
-	for i < len(line) && isProcSpace(line[i]) {
-		i++
-	}
-	j := i
-	for j < len(line) && !isProcSpace(line[j]) {
-		j++
-	}
-	return line[i:j], line[j:]
-}
-
-func isProcSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
-
-// parseProcUint parses a decimal counter without converting it to a string.
-func parseProcUint(b []byte) (uint64, error) {
-	if len(b) == 0 {
-		return 0, errors.New("empty number")
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("invalid number %q", b)
-		}
-		d := uint64(c - '0')
-		if n > (^uint64(0)-d)/10 {
-			return 0, fmt.Errorf("number %q overflows", b)
-		}
-		n = n*10 + d
-	}
-	return n, nil
 }
 
 // counterDelta is new−old for a cumulative counter, 0 when the counter went
@@ -141,4 +84,13 @@ func percentOf(part, whole float64) float64 {
 		return 0
 	}
 	return model.ClampRate(part / whole * 100)
+}
+
+// saturatedInt64 converts an unsigned count of bytes to the model's int64,
+// saturating instead of wrapping negative.
+func saturatedInt64(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
 }

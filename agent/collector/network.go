@@ -1,12 +1,16 @@
 package collector
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	psnet "github.com/shirou/gopsutil/v4/net"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
@@ -24,19 +28,19 @@ var DefaultIgnoredInterfacePrefixes = []string{
 }
 
 // NetworkSource reports per-interface throughput from the delta of
-// /proc/net/dev's counters between two Collects, read from the host's
-// network namespace, and the node's total bandwidth.
+// /proc/net/dev's counters between two Collects, read through gopsutil from
+// the host's network namespace, and the node's total bandwidth.
 type NetworkSource struct {
 	// devPaths are tried in order: PID 1's view is the host's network
 	// namespace even when the agent runs in a pod network; the agent's own
-	// view is the fallback where PID 1's is not readable.
+	// view is the fallback where PID 1's is not readable. gopsutil v4 has no
+	// per-process network counters; its file reader is what they used.
 	devPaths []string
 	ignore   []string
 	now      func() time.Time
 
 	// mu serialises Collects, which move prev.
 	mu     sync.Mutex
-	buf    []byte
 	prev   []netCounters
 	spare  []netCounters
 	prevAt time.Time
@@ -69,7 +73,7 @@ func newNetworkSource(paths HostPaths, now func() time.Time) *NetworkSource {
 		now:    now,
 	}
 	// A failed prime is not an error yet: Collect reads again and says why.
-	if cur, err := s.read(); err == nil {
+	if cur, err := s.read(context.Background()); err == nil {
 		s.prev, s.prevAt, s.primed = cur, s.now(), true
 	}
 	return s
@@ -86,7 +90,7 @@ func (s *NetworkSource) Collect(ctx context.Context) (Apply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	cur, err := s.read()
+	cur, err := s.read(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -125,60 +129,54 @@ func (s *NetworkSource) Collect(ctx context.Context) (Apply, error) {
 	}, rateErr
 }
 
-// read parses the first readable of devPaths into s.spare's array (never
+// read reads the first readable of devPaths into s.spare's array (never
 // prev's, which the caller still compares against), reusing the previous
 // reading's name strings.
-func (s *NetworkSource) read() ([]netCounters, error) {
-	var err error
-	var path string
+func (s *NetworkSource) read(ctx context.Context) ([]netCounters, error) {
+	var (
+		stats []psnet.IOCountersStat
+		err   error
+		path  string
+		errs  []error
+	)
 	for _, path = range s.devPaths {
-		if s.buf, err = readProcFile(path, s.buf); err == nil {
+		stats, err = psnet.IOCountersByFileWithContext(ctx, true, path)
+		var pathErr *fs.PathError
+		if err == nil || !errors.As(err, &pathErr) {
 			break
 		}
+		errs = append(errs, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read network counters: %w", err)
+	var pathErr *fs.PathError
+	switch {
+	case errors.As(err, &pathErr):
+		return nil, fmt.Errorf("read network counters: %w", errors.Join(errs...))
+	case err != nil:
+		// gopsutil stops at the first bad counter; a partial list would
+		// show the missing interfaces as gone.
+		return nil, fmt.Errorf("parse %s: %w", path, err)
 	}
 	out := s.spare[:0]
-	for rest := s.buf; len(rest) > 0; {
-		var line []byte
-		line, rest = nextProcLine(rest)
-		name, fields, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue // the two header lines
-		}
-		name = bytes.TrimSpace(name)
-		if s.ignored(name) {
+	for _, st := range stats {
+		if s.ignored(st.Name) {
 			continue
 		}
-		var v [12]uint64
-		for i := range v {
-			var f []byte
-			f, fields = nextProcField(fields)
-			if v[i], err = parseProcUint(f); err != nil {
-				return nil, fmt.Errorf("parse %s interface %s column %d: %w", path, name, i+1, err)
-			}
-		}
 		c := netCounters{
-			rxBytes: v[0], rxErrs: v[2], rxDrop: v[3],
-			txBytes: v[8], txErrs: v[10], txDrop: v[11],
-		}
-		if p, ok := findNetCounters(s.prev, string(name)); ok {
-			c.name = p.name
-		} else {
-			c.name = string(name)
+			name:    st.Name,
+			rxBytes: st.BytesRecv, rxErrs: st.Errin, rxDrop: st.Dropin,
+			txBytes: st.BytesSent, txErrs: st.Errout, txDrop: st.Dropout,
 		}
 		out = append(out, c)
 	}
 	return out, nil
 }
 
-func (s *NetworkSource) ignored(name []byte) bool {
-	if string(name) == "lo" {
+func (s *NetworkSource) ignored(name string) bool {
+	if name == "lo" {
 		return true
 	}
 	for _, p := range s.ignore {
-		if len(name) >= len(p) && string(name[:len(p)]) == p {
+		if strings.HasPrefix(name, p) {
 			return true
 		}
 	}

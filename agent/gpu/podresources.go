@@ -11,14 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
-	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/collector"
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/config"
@@ -36,6 +28,9 @@ const nvidiaResourcePrefix = "nvidia.com/"
 // answers; gRPC's default of 4 MiB is too small on dense nodes.
 const maxPodResourcesMessage = 16 << 20
 
+// listMethod is the pod-resources v1 List call.
+const listMethod = "/v1.PodResourcesLister/List"
+
 // PodResourcesSource attributes GPUs to pods: it lists the kubelet's device
 // allocations over the pod-resources socket and, in its Apply, adds a
 // GPUPodRef to the GPUs that the gpu source put in the report. The runner
@@ -45,7 +40,7 @@ type PodResourcesSource struct {
 	logger *slog.Logger
 
 	mu   sync.Mutex
-	conn *grpc.ClientConn // opened on the first Collect that finds the socket
+	conn *unaryClient // opened on the first Collect that finds the socket
 }
 
 var _ collector.Source = (*PodResourcesSource)(nil)
@@ -80,14 +75,18 @@ func (p *PodResourcesSource) Collect(ctx context.Context) (collector.Apply, erro
 	if err != nil {
 		return nil, err
 	}
-	resp, err := client.List(ctx, &podresourcesv1.ListPodResourcesRequest{})
+	// ListPodResourcesRequest has no fields: its encoding is empty.
+	body, err := client.call(ctx, listMethod, nil)
 	if err != nil {
-		if status.Code(err) == codes.Unimplemented {
+		if errors.Is(err, errUnimplemented) {
 			return nil, fmt.Errorf("%w: kubelet at %s does not serve pod-resources v1", collector.ErrUnavailable, p.socket)
 		}
 		return nil, fmt.Errorf("list pod resources from %s: %w", p.socket, err)
 	}
-	allocs := gpuAllocations(resp)
+	allocs, err := gpuAllocations(body)
+	if err != nil {
+		return nil, fmt.Errorf("decode pod resources from %s: %w", p.socket, err)
+	}
 	return func(r *model.NodeReport) { attachPods(r.Node.GPUs, allocs, p.logger) }, nil
 }
 
@@ -98,17 +97,14 @@ func (p *PodResourcesSource) Close() error {
 	if p.conn == nil {
 		return nil
 	}
-	err := p.conn.Close()
+	p.conn.close()
 	p.conn = nil
-	if err != nil {
-		return fmt.Errorf("close kubelet pod-resources connection: %w", err)
-	}
 	return nil
 }
 
-// client opens the connection once; gRPC reconnects by itself when the
-// kubelet restarts and recreates the socket.
-func (p *PodResourcesSource) client() (podresourcesv1.PodResourcesListerClient, error) {
+// client opens the connection once; it is dialled again on the next call
+// when the kubelet restarts and recreates the socket.
+func (p *PodResourcesSource) client() (*unaryClient, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil {
@@ -116,21 +112,9 @@ func (p *PodResourcesSource) client() (podresourcesv1.PodResourcesListerClient, 
 		if err != nil {
 			return nil, fmt.Errorf("resolve kubelet pod-resources socket %s: %w", p.socket, err)
 		}
-		// A kubelet restart should not leave the agent in gRPC's default
-		// two-minute reconnect backoff.
-		bo := backoff.DefaultConfig
-		bo.MaxDelay = 10 * time.Second
-		conn, err := grpc.NewClient("unix://"+abs,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 5 * time.Second}),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPodResourcesMessage)),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("connect to kubelet pod-resources socket %s: %w", p.socket, err)
-		}
-		p.conn = conn
+		p.conn = newUnaryClient(abs, maxPodResourcesMessage)
 	}
-	return podresourcesv1.NewPodResourcesListerClient(p.conn), nil
+	return p.conn, nil
 }
 
 // allocation is one NVIDIA device assigned to one container.
@@ -139,27 +123,27 @@ type allocation struct {
 	deviceID                  string
 }
 
-// gpuAllocations keeps the NVIDIA devices of the kubelet's answer.
-func gpuAllocations(resp *podresourcesv1.ListPodResourcesResponse) []allocation {
+// gpuAllocations keeps the NVIDIA devices of the kubelet's answer, an
+// encoded ListPodResourcesResponse.
+func gpuAllocations(body []byte) ([]allocation, error) {
+	resp, err := decodeListResponse(body)
+	if err != nil {
+		return nil, err
+	}
 	var out []allocation
-	for _, pr := range resp.GetPodResources() {
-		for _, c := range pr.GetContainers() {
-			for _, dev := range c.GetDevices() {
-				if !strings.HasPrefix(dev.GetResourceName(), nvidiaResourcePrefix) {
+	for _, pr := range resp {
+		for _, c := range pr.containers {
+			for _, dev := range c.devices {
+				if !strings.HasPrefix(dev.resourceName, nvidiaResourcePrefix) {
 					continue
 				}
-				for _, id := range dev.GetDeviceIds() {
-					out = append(out, allocation{
-						namespace: pr.GetNamespace(),
-						pod:       pr.GetName(),
-						container: c.GetName(),
-						deviceID:  id,
-					})
+				for _, id := range dev.deviceIDs {
+					out = append(out, allocation{namespace: pr.namespace, pod: pr.name, container: c.name, deviceID: id})
 				}
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // attachPods adds each allocation to the GPU its device ID names. IDs that

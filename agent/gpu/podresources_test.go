@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/agent/collector"
@@ -192,4 +196,146 @@ func TestMatchDevice(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unimplementedKubelet serves the pod-resources service without List, as
+// a kubelet that does not serve v1 answers.
+type unimplementedKubelet struct {
+	podresourcesv1.UnimplementedPodResourcesListerServer
+}
+
+// failingKubelet answers List with a gRPC error.
+type failingKubelet struct {
+	podresourcesv1.UnimplementedPodResourcesListerServer
+}
+
+func (failingKubelet) List(context.Context, *podresourcesv1.ListPodResourcesRequest) (*podresourcesv1.ListPodResourcesResponse, error) {
+	return nil, status.Error(codes.Internal, "checkpoint: 100% broken")
+}
+
+func TestPodResourcesErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		server   podresourcesv1.PodResourcesListerServer
+		wantErr  string
+		wantUnav bool
+	}{
+		{name: "kubelet without pod-resources v1", server: unimplementedKubelet{}, wantErr: "does not serve pod-resources v1", wantUnav: true},
+		{name: "kubelet error", server: failingKubelet{}, wantErr: "grpc status 13: checkpoint: 100% broken"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := serveLister(t, tt.server)
+			s := NewPodResourcesSource(testLogger(t), path)
+			t.Cleanup(func() { require.NoError(t, s.Close()) })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			apply, err := s.Collect(ctx)
+			require.ErrorContains(t, err, tt.wantErr)
+			assert.Equal(t, tt.wantUnav, errors.Is(err, collector.ErrUnavailable))
+			assert.Nil(t, apply)
+		})
+	}
+}
+
+// TestUnaryClientRefusesOversizedAnswers bounds the kubelet's answer.
+func TestUnaryClientRefusesOversizedAnswers(t *testing.T) {
+	path := serveKubelet(t, &kubelet{resp: fixtureAllocations()})
+	c := newUnaryClient(path, 64)
+	t.Cleanup(c.close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.call(ctx, listMethod, nil)
+	require.ErrorContains(t, err, "exceeds the limit of 64")
+
+	c = newUnaryClient(path, maxPodResourcesMessage)
+	t.Cleanup(c.close)
+	body, err := c.call(ctx, listMethod, nil)
+	require.NoError(t, err)
+	want, err := proto.Marshal(fixtureAllocations())
+	require.NoError(t, err)
+	assert.Equal(t, want, body)
+}
+
+// TestDecodeListResponse decodes the kubelet's own encoding of the fixture,
+// unknown fields included, and refuses truncated input.
+func TestDecodeListResponse(t *testing.T) {
+	resp := fixtureAllocations()
+	// Fields the agent skips: CPU ids, memory, topology.
+	resp.PodResources[0].Containers[0].CpuIds = []int64{2, 3}
+	resp.PodResources[0].Containers[0].Memory = []*podresourcesv1.ContainerMemory{{MemoryType: "memory", Size: 1 << 30}}
+	resp.PodResources[0].Containers[0].Devices[0].Topology = &podresourcesv1.TopologyInfo{Nodes: []*podresourcesv1.NUMANode{{ID: 1}}}
+	b, err := proto.Marshal(resp)
+	require.NoError(t, err)
+	got, err := decodeListResponse(b)
+	require.NoError(t, err)
+	require.Len(t, got, len(resp.PodResources))
+	for i, pr := range resp.PodResources {
+		assert.Equal(t, pr.Name, got[i].name)
+		assert.Equal(t, pr.Namespace, got[i].namespace)
+		require.Len(t, got[i].containers, len(pr.Containers))
+		for j, c := range pr.Containers {
+			assert.Equal(t, c.Name, got[i].containers[j].name)
+			require.Len(t, got[i].containers[j].devices, len(c.Devices))
+			for k, d := range c.Devices {
+				assert.Equal(t, d.ResourceName, got[i].containers[j].devices[k].resourceName)
+				assert.Equal(t, d.DeviceIds, got[i].containers[j].devices[k].deviceIDs)
+			}
+		}
+	}
+	_, err = decodeListResponse(b[:len(b)-1])
+	require.ErrorIs(t, err, errBadWire)
+}
+
+// FuzzDecodeListResponse: no input panics the decoder.
+func FuzzDecodeListResponse(f *testing.F) {
+	b, err := proto.Marshal(fixtureAllocations())
+	require.NoError(f, err)
+	f.Add(b)
+	f.Add([]byte{0x0a, 0x80})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, _ = decodeListResponse(body)
+	})
+}
+
+// serveLister serves any pod-resources implementation on a unix socket.
+func serveLister(t *testing.T, s podresourcesv1.PodResourcesListerServer) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubelet.sock")
+	lis, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	podresourcesv1.RegisterPodResourcesListerServer(srv, s)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return path
+}
+
+// TestPodResourcesAfterKubeletRestart: the kubelet recreates its socket
+// when it restarts; the source dials it again on the next collection.
+func TestPodResourcesAfterKubeletRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kubelet.sock")
+	serve := func() *grpc.Server {
+		lis, err := net.Listen("unix", path)
+		require.NoError(t, err)
+		srv := grpc.NewServer()
+		podresourcesv1.RegisterPodResourcesListerServer(srv, &kubelet{resp: fixtureAllocations()})
+		go func() { _ = srv.Serve(lis) }()
+		return srv
+	}
+	first := serve()
+	s := NewPodResourcesSource(testLogger(t), path)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.Collect(ctx)
+	require.NoError(t, err)
+
+	first.Stop() // removes the socket file
+	second := serve()
+	t.Cleanup(second.Stop)
+	require.Eventually(t, func() bool {
+		_, err := s.Collect(ctx)
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond, "no answer from the restarted kubelet")
 }

@@ -59,10 +59,10 @@ func benchSummary(pods int) *statsv1alpha1.Summary {
 // advance moves every counter of a freshly decoded summary n scrapes of
 // 15 s forward, so that each iteration maps a new reading (the delta path)
 // instead of a repeat of the last one.
-func advance(s *statsv1alpha1.Summary, n int) {
+func advance(s *Summary, n int) {
 	d := time.Duration(n) * 15 * time.Second
-	cpu := func(c *statsv1alpha1.CPUStats) {
-		c.Time = metav1.NewTime(c.Time.Add(d))
+	cpu := func(c *CPUStats) {
+		c.Time = c.Time.Add(d)
 		*c.UsageCoreNanoSeconds += uint64(n) * 3e9
 	}
 	for i := range s.Pods {
@@ -71,7 +71,7 @@ func advance(s *statsv1alpha1.Summary, n int) {
 		for j := range p.Containers {
 			cpu(p.Containers[j].CPU)
 		}
-		p.Network.Time = metav1.NewTime(p.Network.Time.Add(d))
+		p.Network.Time = p.Network.Time.Add(d)
 		for j := range p.Network.Interfaces {
 			*p.Network.Interfaces[j].RxBytes += uint64(n) * 15e6
 			*p.Network.Interfaces[j].TxBytes += uint64(n) * 3e6

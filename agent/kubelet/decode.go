@@ -3,8 +3,6 @@ package kubelet
 import (
 	"encoding/json"
 	"errors"
-
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 // errNotSummary is a JSON document that is not a stats summary: an empty
@@ -15,8 +13,8 @@ var errNotSummary = errors.New("not a stats summary: node.nodeName is empty")
 // kubelet's types into the report's is the mapper's job, so that either can
 // change (or be fuzzed) without the other. It never panics, whatever the
 // input.
-func DecodeSummary(body []byte) (*statsv1alpha1.Summary, error) {
-	var s statsv1alpha1.Summary
+func DecodeSummary(body []byte) (*Summary, error) {
+	var s Summary
 	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, err
 	}

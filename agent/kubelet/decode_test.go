@@ -71,11 +71,11 @@ func TestDecodeSummary(t *testing.T) {
 func FuzzDecodeSummary(f *testing.F) {
 	for _, name := range []string{fixture1, fixture2} {
 		s := decodeFixture(f, name)
-		f.Add(mustMarshal(f, statsv1alpha1.Summary{Node: s.Node}))
+		f.Add(mustMarshal(f, Summary{Node: s.Node}))
 		for _, p := range s.Pods {
-			f.Add(mustMarshal(f, statsv1alpha1.Summary{
-				Node: statsv1alpha1.NodeStats{NodeName: s.Node.NodeName},
-				Pods: []statsv1alpha1.PodStats{p},
+			f.Add(mustMarshal(f, Summary{
+				Node: NodeStats{NodeName: s.Node.NodeName},
+				Pods: []PodStats{p},
 			}))
 		}
 	}

@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,11 +29,30 @@ func fixture(tb testing.TB, name string) []byte {
 	return b
 }
 
-func decodeFixture(tb testing.TB, name string) *statsv1alpha1.Summary {
+func decodeFixture(tb testing.TB, name string) *Summary {
 	tb.Helper()
 	s, err := DecodeSummary(fixture(tb, name))
 	require.NoError(tb, err)
 	return s
+}
+
+// local turns an upstream summary into the agent's own types through its
+// JSON, as the agent receives it: the tests build upstream values, so a
+// field the agent's types name differently fails them.
+func local(tb testing.TB, s *statsv1alpha1.Summary) *Summary {
+	tb.Helper()
+	out, err := toLocal(s)
+	require.NoError(tb, err)
+	return out
+}
+
+func toLocal(s *statsv1alpha1.Summary) (*Summary, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var out Summary
+	return &out, json.Unmarshal(b, &out)
 }
 
 // transportFunc adapts a function to Transport.
@@ -68,6 +88,10 @@ func withNanoCores(p statsv1alpha1.PodStats, pod, ctr uint64) statsv1alpha1.PodS
 	return p
 }
 
-func summaryOf(pods ...statsv1alpha1.PodStats) *statsv1alpha1.Summary {
-	return &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: "worker-1"}, Pods: pods}
+func summaryOf(pods ...statsv1alpha1.PodStats) *Summary {
+	s, err := toLocal(&statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: "worker-1"}, Pods: pods})
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"time"
 
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
-
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
 
@@ -56,12 +54,12 @@ func (c *counter) advance(value uint64, at, start time.Time, instant *uint64) fl
 // cpuMillicores reads a CPU block into millicores, advancing c when the
 // block has the cumulative counter and taking the kubelet's usageNanoCores
 // as it is when the block has nothing else.
-func cpuMillicores(c *counter, cpu *statsv1alpha1.CPUStats, start time.Time) int64 {
+func cpuMillicores(c *counter, cpu *CPUStats, start time.Time) int64 {
 	switch {
 	case cpu == nil:
 		return 0
 	case cpu.UsageCoreNanoSeconds != nil:
-		return millicores(c.advance(*cpu.UsageCoreNanoSeconds, cpu.Time.Time, start, cpu.UsageNanoCores))
+		return millicores(c.advance(*cpu.UsageCoreNanoSeconds, cpu.Time, start, cpu.UsageNanoCores))
 	case cpu.UsageNanoCores != nil:
 		return millicores(float64(*cpu.UsageNanoCores))
 	}
@@ -98,7 +96,7 @@ func newMapper() *mapper {
 // interfaces that s no longer shows are forgotten, so that a pod that comes
 // back (same UID after a node restart) starts afresh and state cannot grow
 // without bound on a node with churn.
-func (m *mapper) Map(s *statsv1alpha1.Summary) *model.KubeletStats {
+func (m *mapper) Map(s *Summary) *model.KubeletStats {
 	m.gen++
 	out := &model.KubeletStats{
 		NodeFS: fsStats(s.Node.Fs),
@@ -127,7 +125,7 @@ func (m *mapper) Map(s *statsv1alpha1.Summary) *model.KubeletStats {
 	return out
 }
 
-func (m *mapper) pod(p *statsv1alpha1.PodStats) model.PodStats {
+func (m *mapper) pod(p *PodStats) model.PodStats {
 	key := p.PodRef.UID
 	if key == "" {
 		key = p.PodRef.Namespace + "/" + p.PodRef.Name
@@ -142,7 +140,7 @@ func (m *mapper) pod(p *statsv1alpha1.PodStats) model.PodStats {
 		m.pods[key] = st
 	}
 	st.seen = m.gen
-	start := p.StartTime.Time
+	start := p.StartTime
 
 	out := model.PodStats{
 		Namespace: p.PodRef.Namespace,
@@ -160,13 +158,13 @@ func (m *mapper) pod(p *statsv1alpha1.PodStats) model.PodStats {
 	if n := p.Network; n != nil {
 		if len(n.Interfaces) > 0 {
 			for i := range n.Interfaces {
-				rx, tx := m.iface(st, &n.Interfaces[i], n.Time.Time, start)
+				rx, tx := m.iface(st, &n.Interfaces[i], n.Time, start)
 				out.NetworkRxBytesPerSec += rx
 				out.NetworkTxBytesPerSec += tx
 			}
 		} else {
 			// Older kubelets report only the default interface.
-			out.NetworkRxBytesPerSec, out.NetworkTxBytesPerSec = m.iface(st, &n.InterfaceStats, n.Time.Time, start)
+			out.NetworkRxBytesPerSec, out.NetworkTxBytesPerSec = m.iface(st, &n.InterfaceStats, n.Time, start)
 		}
 	}
 	prune(st.rx, m.gen)
@@ -193,7 +191,7 @@ func (m *mapper) pod(p *statsv1alpha1.PodStats) model.PodStats {
 // second. Interfaces are tracked one by one, so that a secondary network
 // attached or removed between scrapes does not read as a counter reset of
 // the pod's total.
-func (m *mapper) iface(st *podState, in *statsv1alpha1.InterfaceStats, at, start time.Time) (rx, tx float64) {
+func (m *mapper) iface(st *podState, in *InterfaceStats, at, start time.Time) (rx, tx float64) {
 	if in.RxBytes != nil {
 		rx = seen(st.rx, in.Name, m.gen).advance(*in.RxBytes, at, start, nil)
 	}
@@ -203,10 +201,10 @@ func (m *mapper) iface(st *podState, in *statsv1alpha1.InterfaceStats, at, start
 	return rx, tx
 }
 
-func (m *mapper) container(st *podState, c *statsv1alpha1.ContainerStats) model.ContainerStats {
+func (m *mapper) container(st *podState, c *ContainerStats) model.ContainerStats {
 	out := model.ContainerStats{Name: c.Name}
 	if c.CPU != nil {
-		out.CPUUsage = cpuMillicores(&seen(st.containers, c.Name, m.gen).counter, c.CPU, c.StartTime.Time)
+		out.CPUUsage = cpuMillicores(&seen(st.containers, c.Name, m.gen).counter, c.CPU, c.StartTime)
 	}
 	if c.Memory != nil {
 		out.MemoryWorkingSet = toInt64(c.Memory.WorkingSetBytes)
@@ -220,7 +218,7 @@ func (m *mapper) container(st *podState, c *statsv1alpha1.ContainerStats) model.
 	return out
 }
 
-func volume(v *statsv1alpha1.VolumeStats) model.VolumeStats {
+func volume(v *VolumeStats) model.VolumeStats {
 	out := model.VolumeStats{
 		Name:           v.Name,
 		CapacityBytes:  int64Ptr(v.CapacityBytes),
@@ -235,7 +233,7 @@ func volume(v *statsv1alpha1.VolumeStats) model.VolumeStats {
 	return out
 }
 
-func fsStats(f *statsv1alpha1.FsStats) *model.FsStats {
+func fsStats(f *FsStats) *model.FsStats {
 	if f == nil {
 		return nil
 	}

@@ -377,7 +377,7 @@ func TestMapSparseSummary(t *testing.T) {
 			},
 		},
 	}
-	stats := newMapper().Map(s)
+	stats := newMapper().Map(local(t, s))
 	assert.Nil(t, stats.NodeFS)
 	assert.Nil(t, stats.ImageFS)
 	require.Len(t, stats.Pods, 2)

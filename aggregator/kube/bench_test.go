@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -57,4 +58,60 @@ func BenchmarkPollUsage(b *testing.B) {
 			b.Fatalf("status %s (%s), %d pods, %d nodes", st.Status, st.Reason, len(pods), len(nodes))
 		}
 	}
+}
+
+// BenchmarkCachedPodFootprint is the informer cache's heap per pod: 10,000
+// pods of 100 Deployments (transform_test.go's fullPod: env, probes, the
+// token volume, tolerations, managedFields) as decoded, and as the cache
+// keeps them after stripForCache, one compactor for all as in Start.
+func BenchmarkCachedPodFootprint(b *testing.B) {
+	const n = 10000
+	pods := func() []*corev1.Pod {
+		out := make([]*corev1.Pod, n)
+		for i := range out {
+			p := fullPod(fmt.Sprintf("team-%d", i%10), fmt.Sprintf("web-%d-%d", i%100, i), fmt.Sprintf("node-%d", i%300))
+			app := fmt.Sprintf("web-%d", i%100)
+			p.Labels["app"] = app
+			p.OwnerReferences[0].Name = app + "-abc"
+			out[i] = p
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		keep func([]*corev1.Pod) any
+	}{
+		{"decoded", func(p []*corev1.Pod) any { return p }},
+		{"cached", func(p []*corev1.Pod) any {
+			c := newCompactor()
+			out := make([]any, len(p))
+			for i := range p {
+				out[i], _ = c.transform(p[i])
+			}
+			return out
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var heap uint64
+			for b.Loop() {
+				heap = retainedHeap(func() any { return tc.keep(pods()) })
+			}
+			b.ReportMetric(float64(heap)/n, "heap-B/pod")
+		})
+	}
+}
+
+// retainedHeap is the live heap that f's result holds.
+func retainedHeap(f func() any) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	v := f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(v)
+	if after.HeapAlloc < before.HeapAlloc {
+		return 0
+	}
+	return after.HeapAlloc - before.HeapAlloc
 }

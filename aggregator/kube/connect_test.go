@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/k8s-llm-monitor/k8s-llm-monitor/shared/model"
 )
@@ -77,4 +78,29 @@ func TestConnectAsksNothingBeforeStart(t *testing.T) {
 	assert.Equal(t, model.SourceUnavailable, st.Status)
 	assert.Equal(t, reasonNoAPIServer, st.Reason)
 	assert.Zero(t, asked.Load())
+}
+
+// TestConnectAsksForProtobuf guards client-go's default that the typed
+// clients (informers and metrics-server polls) ask for protobuf with JSON
+// as the fallback: decoding thousands of pods in JSON costs several times
+// more, on both ends. The configuration handed to dynamic clients (custom
+// resources, which have no protobuf) stays JSON.
+func TestConnectAsksForProtobuf(t *testing.T) {
+	accepts := make(chan string, 4)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		accepts <- r.URL.Path + " " + r.Header.Get("Accept")
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	t.Cleanup(s.Close)
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	c, err := Connect(writeKubeconfig(t, t.TempDir(), "cfg", s.URL), discard())
+	require.NoError(t, err)
+
+	_, err = c.Client().CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+	require.Error(t, err)
+	assert.Equal(t, "/api/v1/pods application/vnd.kubernetes.protobuf,application/json", <-accepts)
+	_, err = c.metrics.MetricsV1beta1().PodMetricses("").List(context.Background(), metav1.ListOptions{})
+	require.Error(t, err)
+	assert.Equal(t, "/apis/metrics.k8s.io/v1beta1/pods application/vnd.kubernetes.protobuf,application/json", <-accepts)
+	assert.Empty(t, c.RESTConfig().AcceptContentTypes, "dynamic clients get JSON")
 }

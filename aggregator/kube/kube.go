@@ -17,7 +17,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -157,7 +156,7 @@ func (c *Cluster) Start(ctx context.Context, namespaces []string) error {
 	// No resync: the listers are read on every snapshot and pod handlers
 	// see each change as it happens, so a periodic resync would only cost
 	// CPU.
-	opts := []informers.SharedInformerOption{informers.WithTransform(stripForCache)}
+	opts := []informers.SharedInformerOption{informers.WithTransform(newCompactor().transform)}
 	all := informers.NewSharedInformerFactoryWithOptions(c.client, 0, opts...)
 	c.factories = []informers.SharedInformerFactory{all}
 	nodeInf := all.Core().V1().Nodes()
@@ -347,26 +346,6 @@ func (c *Cluster) Ready() (ok bool, reason string) {
 		return false, "informers not synced: " + strings.Join(waiting, ", ")
 	}
 	return true, ""
-}
-
-// stripForCache drops what the aggregator never reads before an object
-// enters the cache: managedFields and the last-applied annotation are
-// often the largest part of a Pod, and a cluster holds many Pods.
-func stripForCache(obj any) (any, error) {
-	if _, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return obj, nil
-	}
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return obj, nil //nolint:nilerr // not an object with metadata: keep as is
-	}
-	m.SetManagedFields(nil)
-	if a := m.GetAnnotations(); a != nil {
-		if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
-			delete(a, corev1.LastAppliedConfigAnnotation)
-		}
-	}
-	return obj, nil
 }
 
 func namespacesForLog(ns []string) any {

@@ -97,6 +97,7 @@ type Manager struct {
 	nodeUsage map[string]state.Usage
 	msStatus  *model.SourceStatus
 	lastPoll  time.Time
+	resources *state.ResourceMemo
 	held      int // reports held apart at the last Collect
 
 	stopOnce sync.Once
@@ -111,7 +112,7 @@ func New(o Options) *Manager {
 	if o.StaleIntervals <= 0 {
 		o.StaleIntervals = 3
 	}
-	return &Manager{o: o, stop: make(chan struct{})}
+	return &Manager{o: o, stop: make(chan struct{}), resources: state.NewResourceMemo()}
 }
 
 // Start collects at once and then three times per interval until ctx ends
@@ -157,6 +158,7 @@ func (m *Manager) Collect(ctx context.Context) error {
 		StaleIntervals: m.o.StaleIntervals,
 		Thresholds:     m.o.Thresholds,
 		Sources:        map[string]model.SourceStatus{},
+		Resources:      m.resources,
 	}
 	waiting := ""
 	var clusterNodes map[string]bool

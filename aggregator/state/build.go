@@ -58,7 +58,9 @@ func Build(in Inputs) *model.MetricsSnapshot {
 	if b.standalone {
 		pods = b.buildStandalonePods()
 	} else {
+		in.Resources.begin()
 		pods = b.buildPods()
+		in.Resources.end()
 	}
 	return &model.MetricsSnapshot{
 		Timestamp:      b.now,

@@ -52,4 +52,7 @@ type Inputs struct {
 	Sources map[string]model.SourceStatus
 	// VMs are already computed VM views (see package vm), nil when none.
 	VMs []*model.VMMetrics
+	// Resources, when set, remembers pods' resource totals across Builds
+	// (see ResourceMemo); it changes no result, only the cost.
+	Resources *ResourceMemo
 }

@@ -88,7 +88,7 @@ func (b *builder) pod(m *model.PodMetrics, key string, p *corev1.Pod) {
 		m.OwnerKind, m.OwnerName = ref.Kind, ref.Name
 	}
 
-	res := resourcesOf(p)
+	res := b.in.Resources.resources(p)
 	m.CPURequest, m.CPULimit = res.cpuRequest, res.cpuLimit
 	m.MemoryRequest, m.MemoryLimit = res.memoryRequest, res.memoryLimit
 	m.CPULimited, m.MemoryLimited = res.cpuLimited, res.memoryLimited

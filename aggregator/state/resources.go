@@ -235,3 +235,58 @@ func nonZero(l corev1.ResourceList, name corev1.ResourceName) bool {
 	q, ok := l[name]
 	return ok && !q.IsZero()
 }
+
+// ResourceMemo remembers pods' resource totals from one Build to the next,
+// keyed by the pod object. Informer objects are replaced on every update,
+// never modified, so an object seen before has the same totals; at
+// thousands of pods, summing their resource lists was an eighth of the
+// aggregator's CPU, for numbers that change only when a pod does. Entries
+// of objects a Build no longer sees are dropped after it. A memo serves
+// one sequence of Builds, not concurrent ones.
+type ResourceMemo struct {
+	gen  uint64
+	pods map[*corev1.Pod]memoEntry
+}
+
+type memoEntry struct {
+	r   podResources
+	gen uint64
+}
+
+// NewResourceMemo returns an empty memo.
+func NewResourceMemo() *ResourceMemo {
+	return &ResourceMemo{pods: map[*corev1.Pod]memoEntry{}}
+}
+
+// resources returns p's totals, from the memo when p was seen before. A
+// nil memo computes them every time.
+func (m *ResourceMemo) resources(p *corev1.Pod) podResources {
+	if m == nil {
+		return resourcesOf(p)
+	}
+	e, ok := m.pods[p]
+	if !ok {
+		e.r = resourcesOf(p)
+	}
+	e.gen = m.gen
+	m.pods[p] = e
+	return e.r
+}
+
+// begin starts a Build's use of the memo; end drops what it did not see.
+func (m *ResourceMemo) begin() {
+	if m != nil {
+		m.gen++
+	}
+}
+
+func (m *ResourceMemo) end() {
+	if m == nil {
+		return
+	}
+	for p, e := range m.pods {
+		if e.gen != m.gen {
+			delete(m.pods, p)
+		}
+	}
+}

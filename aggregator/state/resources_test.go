@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -354,6 +355,40 @@ func TestSimpleResourcesDeclines(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ok := simpleResources(kubePod("default", "p", "n1", tt.pod))
 			assert.False(t, ok)
+		})
+	}
+}
+
+// TestResourceMemo builds a sequence of snapshots with and without the
+// memo: every snapshot must be the same, when a pod is replaced by a new
+// object with other resources, removed, and added back.
+func TestResourceMemo(t *testing.T) {
+	in := goldenInputs()
+	memo := NewResourceMemo()
+	bigger := kubePod("default", "api", "cpu-2", withGPURequest("1"))
+	bigger.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("2")
+	steps := []struct {
+		name string
+		pods func([]*corev1.Pod) []*corev1.Pod
+	}{
+		{"first build", func(p []*corev1.Pod) []*corev1.Pod { return p }},
+		{"same objects", func(p []*corev1.Pod) []*corev1.Pod { return p }},
+		{"a pod updated", func(p []*corev1.Pod) []*corev1.Pod { return []*corev1.Pod{p[0], p[1], bigger, p[3]} }},
+		{"a pod gone", func(p []*corev1.Pod) []*corev1.Pod { return []*corev1.Pod{p[0], p[1], p[3]} }},
+		{"back again", func(p []*corev1.Pod) []*corev1.Pod { return []*corev1.Pod{p[0], p[1], bigger, p[3]} }},
+	}
+	pods := in.Pods
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			in.Pods = s.pods(pods)
+			in.Resources = nil
+			want, err := json.Marshal(Build(in))
+			require.NoError(t, err)
+			in.Resources = memo
+			got, err := json.Marshal(Build(in))
+			require.NoError(t, err)
+			assert.JSONEq(t, string(want), string(got))
+			assert.Len(t, memo.pods, len(in.Pods), "only the pods of the last build are kept")
 		})
 	}
 }

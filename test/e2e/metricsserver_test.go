@@ -54,10 +54,10 @@ func (cp *controlPlane) registerMetricsServer(t *testing.T, port int) {
 
 // startMetricsServer runs the real metrics-server against the API server;
 // it scrapes each node's fake kubelet at the node's InternalIP and kubelet
-// port every 10 s (its minimum resolution).
-func (cp *controlPlane) startMetricsServer(t *testing.T, port int) *process {
+// port every 10 s (its minimum resolution). extra flags come last and win.
+func (cp *controlPlane) startMetricsServer(t *testing.T, port int, extra ...string) *process {
 	t.Helper()
-	return start(t, cp.logs, "metrics-server", filepath.Join(cp.bin, "metrics-server"),
+	args := []string{
 		"--secure-port", strconv.Itoa(port),
 		"--bind-address", "127.0.0.1",
 		"--cert-dir", filepath.Join(cp.dir, "metrics-server"),
@@ -70,5 +70,6 @@ func (cp *controlPlane) startMetricsServer(t *testing.T, port int) *process {
 		"--metric-resolution", "10s",
 		"--kubelet-request-timeout", "5s",
 		"--v", "1",
-	)
+	}
+	return start(t, cp.logs, "metrics-server", filepath.Join(cp.bin, "metrics-server"), append(args, extra...)...)
 }
