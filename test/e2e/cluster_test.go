@@ -124,7 +124,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	hc := cp.adminHTTP(t)
 	start := time.Now()
 	require.Eventually(t, func() bool {
-		if cp.apiserver.exited() {
+		if cp.apiserver.Exited() {
 			return true // fail below with the log
 		}
 		resp, err := hc.Get(cp.url + "/readyz")
@@ -134,7 +134,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 90*time.Second, 250*time.Millisecond, "kube-apiserver not ready")
-	require.False(t, cp.apiserver.exited(), "kube-apiserver exited:\n%s", cp.apiserver.tail(40))
+	require.False(t, cp.apiserver.Exited(), "kube-apiserver exited:\n%s", cp.apiserver.Tail(40))
 	t.Logf("kube-apiserver %s ready in %s", cp.url, time.Since(start).Round(100*time.Millisecond))
 	return cp
 }

@@ -373,7 +373,7 @@ func TestE2E(t *testing.T) {
 		// aggregator's millicores round up.
 		var got map[string]model.PodMetrics
 		require.Eventually(t, func() bool {
-			require.False(t, ms.exited(), "metrics-server exited:\n%s", ms.tail(40))
+			require.False(t, ms.Exited(), "metrics-server exited:\n%s", ms.Tail(40))
 			got = e.pods(t)
 			if len(got) != len(pods) {
 				return false
@@ -397,7 +397,7 @@ func TestE2E(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, model.SourceOK, c.Sources["metrics-server"].Status, "%+v", c.Sources)
 
-		ms.stop()
+		ms.Stop()
 		require.Eventually(t, func() bool {
 			got = e.pods(t)
 			if len(got) != len(pods) {
@@ -549,7 +549,7 @@ func TestE2E(t *testing.T) {
 	t.Run("a killed agent's node goes stale with a NodeStale event", func(t *testing.T) {
 		const node = "worker-2.e2e"
 		killed := time.Now()
-		e.agents[node].kill()
+		e.agents[node].Kill()
 		// Stale after 3 missed intervals (6 s), seen at the next
 		// aggregator cycle.
 		ev := e.waitEvent(t, 3*interval*3+settle/2, "NodeStale for "+node, func(ev *model.Event) bool {
@@ -610,7 +610,7 @@ func TestE2E(t *testing.T) {
 	})
 
 	t.Run("a restarted aggregator serves again and agents come back", func(t *testing.T) {
-		e.agg.proc.stop()
+		e.agg.proc.Stop()
 		// Same NATS port: the agents and the subscriber reconnect to it.
 		e.agg = startAggregator(t, e.root, e.productBin, e.logs, "aggregator-restarted", aggKC, natsPort, e.aggregatorArgs()...)
 		live := []string{"worker-1.e2e", "worker-3.e2e"}

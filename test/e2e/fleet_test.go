@@ -118,7 +118,7 @@ func TestFleet(t *testing.T) {
 	// Both sides see every node before the warm-up starts.
 	ready := time.Now()
 	require.Eventually(t, func() bool {
-		return !ms.exited() && !agg.proc.exited() && metricsServerNodes(cp) == p.nodes && aggregatorNodes(agg) == p.nodes
+		return !ms.Exited() && !agg.proc.Exited() && metricsServerNodes(cp) == p.nodes && aggregatorNodes(agg) == p.nodes
 	}, 10*time.Minute, 2*time.Second, "metrics-server and the aggregator did not both report %d nodes", p.nodes)
 	t.Logf("both sides report every node %s after start", time.Since(ready).Round(time.Second))
 
@@ -521,8 +521,8 @@ func sampleAll(t *testing.T, procs []*process) []procSample {
 	t.Helper()
 	out := make([]procSample, len(procs))
 	for i, p := range procs {
-		s, err := sampleProcess(p.cmd.Process.Pid)
-		require.NoError(t, err, p.name)
+		s, err := sampleProcess(p.Cmd.Process.Pid)
+		require.NoError(t, err, p.Name)
 		out[i] = s
 	}
 	return out
@@ -581,7 +581,7 @@ func fleetTable(p fleetParams, elapsed time.Duration, procs []*process, before, 
 	mcpu := make([]float64, len(procs))
 	for i, pr := range procs {
 		mcpu[i] = float64(after[i].ticks-before[i].ticks) / userHZ / elapsed.Seconds() * 1000
-		fmt.Fprintf(&b, "| %s | %.1f | %.3f | %.1f | %.1f / %.1f | %.0f |\n", pr.name, mcpu[i], mcpu[i]/float64(p.nodes),
+		fmt.Fprintf(&b, "| %s | %.1f | %.3f | %.1f | %.1f / %.1f | %.0f |\n", pr.Name, mcpu[i], mcpu[i]/float64(p.nodes),
 			float64(after[i].rss)/1024, float64(after[i].anon)/1024, float64(after[i].files)/1024, float64(after[i].rss)/float64(p.nodes))
 	}
 	fmt.Fprintf(&b, "| **aggregator ÷ metrics-server** | **%.2f** | | **%.2f** | %.2f / %.2f | |\n",

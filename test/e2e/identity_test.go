@@ -103,7 +103,7 @@ func TestIdentity(t *testing.T) {
 			assert.True(t, b.Timestamp.Before(now.Add(30*time.Second)), "the forged timestamp never shows")
 			last = b.Timestamp
 		}
-		assert.Contains(t, e.agg.proc.tail(200), "NATS permission violation", "logged with the client's identity")
+		assert.Contains(t, e.agg.proc.Tail(200), "NATS permission violation", "logged with the client's identity")
 	})
 
 	t.Run("anonymous clients and tokens for another audience cannot connect", func(t *testing.T) {
@@ -338,7 +338,7 @@ func startNATSServer(t *testing.T, logs, dir, auth string) string {
 	p := start(t, logs, "nats-server", bin, "-c", conf)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	require.Eventually(t, func() bool {
-		if p.exited() {
+		if p.Exited() {
 			return true
 		}
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
@@ -347,6 +347,6 @@ func startNATSServer(t *testing.T, logs, dir, auth string) string {
 		}
 		return err == nil
 	}, 30*time.Second, 100*time.Millisecond)
-	require.False(t, p.exited(), "nats-server exited:\n%s", p.tail(40))
+	require.False(t, p.Exited(), "nats-server exited:\n%s", p.Tail(40))
 	return url
 }

@@ -62,7 +62,7 @@ func startAggregator(t, owner *testing.T, bin, logs, name, kubeconfig string, na
 	}, extra...)
 	a.proc = startOwned(t, owner, logs, name, filepath.Join(bin, "aggregator"), args...)
 	require.Eventually(t, func() bool {
-		if a.proc.exited() {
+		if a.proc.Exited() {
 			return true
 		}
 		resp, err := http.Get(a.api + "/healthz")
@@ -72,7 +72,7 @@ func startAggregator(t, owner *testing.T, bin, logs, name, kubeconfig string, na
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 100*time.Millisecond, "aggregator not answering /healthz")
-	require.False(t, a.proc.exited(), "aggregator exited:\n%s", a.proc.tail(40))
+	require.False(t, a.proc.Exited(), "aggregator exited:\n%s", a.proc.Tail(40))
 	return a
 }
 

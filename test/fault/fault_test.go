@@ -29,7 +29,7 @@ const (
 func waitReady(t *testing.T, a *aggregator) {
 	t.Helper()
 	require.Eventually(t, func() bool { code, _ := a.ready(); return code == http.StatusOK }, 60*time.Second, 50*time.Millisecond,
-		"aggregator never ready:\n%s", a.p.tail(20))
+		"aggregator never ready:\n%s", a.p.Tail(20))
 }
 
 // waitPublished waits until the agent's acknowledged reports grew by n.
@@ -37,7 +37,7 @@ func waitPublished(t *testing.T, a *agent, n float64) {
 	t.Helper()
 	from := max(a.metric(`k8smon_agent_published_total{kind="NodeReport"}`), 0)
 	require.Eventually(t, func() bool { return a.metric(`k8smon_agent_published_total{kind="NodeReport"}`) >= from+n },
-		60*time.Second, 50*time.Millisecond, "agent %s did not deliver %v more reports:\n%s", a.node, n, a.p.tail(20))
+		60*time.Second, 50*time.Millisecond, "agent %s did not deliver %v more reports:\n%s", a.node, n, a.p.Tail(20))
 }
 
 // waitBuffered waits until the agent holds n reports it cannot deliver.
@@ -57,7 +57,7 @@ func assertNothingLost(t *testing.T, js jetstream.JetStream, a *agent, aggs ...*
 	assert.Zero(t, c.dropped, "none dropped")
 	assert.Equal(t, int(c.published), len(stored), "the stream holds what the agent says it delivered")
 
-	a.p.stop() // flushes what it still holds
+	a.p.Stop() // flushes what it still holds
 	final := storedReports(t, js, a.node)
 	require.GreaterOrEqual(t, len(final), len(stored))
 	assert.True(t, slices.IsSortedFunc(final, func(x, y time.Time) int { return x.Compare(y) }), "in order")
@@ -86,7 +86,7 @@ func TestNATSKilledAndRestartedFiveTimes(t *testing.T) {
 	for i := range 5 {
 		waitPublished(t, a, 2)
 		require.Eventually(t, connected, 30*time.Second, 20*time.Millisecond, "the aggregator never reconnected")
-		n.p.kill()
+		n.p.Kill()
 		waitBuffered(t, a, 2)
 		if i == 0 {
 			code, why := agg.ready()
@@ -119,11 +119,11 @@ func TestNATSPaused(t *testing.T) {
 	_, js := client(t, n.url())
 	waitPublished(t, a, 3)
 
-	n.p.pause()
+	n.p.Pause()
 	require.Eventually(t, func() bool { code, _ := get(a.metrics+"/readyz", nil); return code == http.StatusServiceUnavailable },
 		30*time.Second, 100*time.Millisecond, "the agent never said it cannot deliver")
 	time.Sleep(20 * time.Second) // the outage itself, not a wait for a result
-	n.p.resume()
+	n.p.Resume()
 
 	waitPublished(t, a, 3)
 	code, _ := get(a.metrics+"/readyz", nil)
@@ -151,7 +151,7 @@ func TestAggregatorKilledAndRestarted(t *testing.T) {
 	}
 	// Agents frozen: what the aggregator holds stops changing.
 	for _, a := range agents {
-		a.p.pause()
+		a.p.Pause()
 	}
 	stored := map[string][]time.Time{}
 	before := map[string][]point{}
@@ -165,7 +165,7 @@ func TestAggregatorKilledAndRestarted(t *testing.T) {
 	}
 	nodesBefore := agg.nodes()
 
-	agg.p.kill()
+	agg.p.Kill()
 	agg.start()
 	var first []string
 	var firstHist map[string][]point
@@ -193,7 +193,7 @@ func TestAggregatorKilledAndRestarted(t *testing.T) {
 		}
 	}
 	for _, a := range agents {
-		a.p.resume()
+		a.p.Resume()
 	}
 	waitPublished(t, agents[0], 2)
 }
@@ -224,7 +224,7 @@ func TestNATSClusterLosesAServer(t *testing.T) {
 	require.NotNil(t, info.Cluster)
 	i := slices.IndexFunc(servers, func(n *natsServer) bool { return n.name == info.Cluster.Leader })
 	require.GreaterOrEqual(t, i, 0, "leader %q", info.Cluster.Leader)
-	servers[i].p.kill()
+	servers[i].p.Kill()
 	t.Logf("killed %s, the Reports stream's leader", info.Cluster.Leader)
 	waitPublished(t, a, 5)
 	code, why := agg.ready()
@@ -273,13 +273,13 @@ func TestTwoAggregatorReplicas(t *testing.T) {
 		return out
 	}
 	for _, a := range agents {
-		a.p.pause()
+		a.p.Pause()
 	}
 	require.Eventually(t, func() bool {
 		x, y := latest(aggs[0]), latest(aggs[1])
 		return len(x) == len(nodes) && assert.ObjectsAreEqual(x, y)
 	}, 10*time.Second, 50*time.Millisecond, "the replicas never agreed")
-	agents[1].p.resume()
+	agents[1].p.Resume()
 
 	// worker-1 stays silent: it goes stale, announced once.
 	stale := 0

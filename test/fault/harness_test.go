@@ -157,7 +157,7 @@ func (n *natsServer) waitReady() {
 		defer cancel()
 		_, err = js.AccountInfo(ctx)
 		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "%s never answered the JetStream API:\n%s", n.name, n.p.tail(20))
+	}, 30*time.Second, 50*time.Millisecond, "%s never answered the JetStream API:\n%s", n.name, n.p.Tail(20))
 }
 
 // clusterURL joins the servers' URLs, as a client of the cluster is given.
@@ -199,9 +199,9 @@ func (a *aggregator) start() {
 	a.p = start(a.t, a.dir, a.name, filepath.Join(productDir, "aggregator"), nil, a.args...)
 	require.Eventually(a.t, func() bool {
 		code, _ := get(a.api+"/healthz", nil)
-		return code == http.StatusOK || a.p.exited()
+		return code == http.StatusOK || a.p.Exited()
 	}, 30*time.Second, 20*time.Millisecond, "aggregator not answering /healthz")
-	require.False(a.t, a.p.exited(), "aggregator exited:\n%s", a.p.tail(30))
+	require.False(a.t, a.p.Exited(), "aggregator exited:\n%s", a.p.Tail(30))
 }
 
 // ready returns /readyz's status code and body.
